@@ -1,0 +1,86 @@
+"""Command line: `alert-history serve|migrate|config`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from collections.abc import Sequence
+
+import trio
+
+from alert_history.config import Settings, load_settings, redacted
+from alert_history.errors import AlertHistoryError, ConfigError, SupervisorGaveUp
+from alert_history.logs import configure_logging
+
+log = logging.getLogger("alert_history")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="alert-history",
+        description="Alert history, intelligence and routing for Prometheus Alertmanager.",
+    )
+    parser.add_argument("--config", metavar="FILE", help="YAML or TOML settings file")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    commands.add_parser("serve", help="run the service (the default)")
+    migrate = commands.add_parser("migrate", help="apply database migrations")
+    migrate.add_argument("--dry-run", action="store_true", help="list pending migrations only")
+    commands.add_parser("config", help="print the effective settings, secrets redacted")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        settings = load_settings(os.environ, args.config)
+    except ConfigError as exc:
+        print(f"alert-history: invalid configuration: {exc}", file=sys.stderr)
+        return 2
+    command = args.command or "serve"
+    if command == "config":
+        print(json.dumps(redacted(settings), indent=2, sort_keys=True))
+        return 0
+    configure_logging(settings.log.level, json=settings.log.json)
+    try:
+        if command == "migrate":
+            return trio.run(_migrate, settings, args.dry_run)
+        return _serve(settings)
+    except AlertHistoryError as exc:
+        log.error("fatal", extra={"error": str(exc), "type": type(exc).__name__})
+        return 1
+
+
+def _serve(settings: Settings) -> int:
+    from alert_history.app import run_service  # heavy imports only when serving
+
+    failed: list[SupervisorGaveUp] = []
+    try:
+        trio.run(lambda: run_service(settings, handle_signals=True))
+    except* SupervisorGaveUp as group:
+        failed.extend(e for e in group.exceptions if isinstance(e, SupervisorGaveUp))
+    for exc in failed:
+        log.error("supervisor gave up", extra={"error": str(exc)})
+    return 1 if failed else 0
+
+
+async def _migrate(settings: Settings, dry_run: bool) -> int:
+    from alert_history.storage import open_storage
+
+    storage = await open_storage(settings.database.url, migrate=False, check=False)
+    try:
+        done = await storage.migrate(dry_run=dry_run)
+    finally:
+        await storage.aclose()
+    verb = "pending" if dry_run else "applied"
+    for migration in done:
+        print(f"{verb}: {migration.version:04d}_{migration.name}")
+    if not done:
+        print("schema is up to date")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

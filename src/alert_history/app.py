@@ -1,0 +1,244 @@
+"""Composition root: open storage, build channels and the supervisor tree, serve.
+
+Tree (children start in order, stop in reverse):
+    root (one_for_one)
+    ├── pipeline (one_for_one): writer, deduplicator, ingest   (consumers before producers)
+    ├── metrics
+    └── http                                                   (started last, stopped first)
+Every channel is opened here once; each actor incarnation gets `.clone()`s, so a restart loses
+nothing buffered. Stopping closes the edge into an actor and lets it drain.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import trio
+
+from alert_history.actors import Hooks, deduplicator, ingest, metrics, writer
+from alert_history.config import Settings, redacted
+from alert_history.domain import FingerprintVerifier
+from alert_history.http import HttpDeps, WebhookLimits, create_app, serve_http
+from alert_history.http.server import hypercorn_config
+from alert_history.messages import EventBatch, IngestRequest
+from alert_history.storage import Storage, open_storage
+from alert_history.supervisor import ChildSpec, Restart, Supervisor
+from alert_history.telemetry import Metrics
+
+log = logging.getLogger("alert_history.app")
+
+
+@dataclass
+class Service:
+    """A running service: what tests and the CLI need to reach it."""
+
+    settings: Settings
+    storage: Storage
+    metrics: Metrics
+    root: Supervisor
+    bound: list[str] = field(default_factory=list)
+    draining: bool = False
+
+    @property
+    def url(self) -> str:
+        """The first bound URL, with a wildcard host replaced by 127.0.0.1."""
+        return self.bound[0].replace("0.0.0.0", "127.0.0.1")
+
+    async def shutdown(self) -> None:
+        """Orderly stop: readiness off, HTTP drains, channels drain in order, last commit."""
+        if not self.draining:
+            log.info(
+                "shutting down", extra={"grace_seconds": self.settings.server.graceful_timeout}
+            )
+        self.draining = True
+        # Let load balancers see /readyz fail before the listener closes (Kubernetes preStop).
+        await trio.sleep(self.settings.server.shutdown_delay)
+        await self.root.stop(deadline=self.settings.server.graceful_timeout)
+
+
+def build_service(
+    settings: Settings,
+    storage: Storage,
+    *,
+    hooks: Hooks,
+    wall_clock: Callable[[], float] = time.time,
+) -> Service:
+    """Wire channels, actors, the HTTP app and the supervisor tree (nothing runs yet)."""
+    m = Metrics()
+    cfg = settings.ingest
+    ingest_send, ingest_recv = trio.open_memory_channel[IngestRequest](cfg.queue_size)
+    dedup_send, dedup_recv = trio.open_memory_channel[EventBatch](cfg.dedup_queue_size)
+    writer_send, writer_recv = trio.open_memory_channel[EventBatch](cfg.writer_queue_size)
+    verifier = FingerprintVerifier()
+
+    async def start_writer(task_status: trio.TaskStatus[None]) -> None:
+        await writer.run(
+            writer_recv.clone(),
+            storage=storage,
+            batch_max=cfg.writer_batch_max,
+            metrics=m,
+            hooks=hooks,
+            task_status=task_status,
+        )
+
+    async def start_dedup(task_status: trio.TaskStatus[None]) -> None:
+        await deduplicator.run(
+            dedup_recv.clone(),
+            writer_send.clone(),
+            verifier=verifier,
+            metrics=m,
+            hooks=hooks,
+            task_status=task_status,
+        )
+
+    async def start_ingest(task_status: trio.TaskStatus[None]) -> None:
+        await ingest.run(
+            ingest_recv.clone(),
+            dedup_send.clone(),
+            wall_clock_ns=lambda: int(wall_clock() * 1e9),
+            metrics=m,
+            task_status=task_status,
+        )
+
+    async def start_metrics(task_status: trio.TaskStatus[None]) -> None:
+        await metrics.run(storage=storage, metrics=m, task_status=task_status)
+
+    http_state: dict[str, trio.MemorySendChannel[IngestRequest] | trio.Event | None] = {}
+    service_box: list[Service] = []
+
+    def current_ingest() -> trio.MemorySendChannel[IngestRequest] | None:
+        channel = http_state.get("ingest")
+        return channel if isinstance(channel, trio.MemorySendChannel) else None
+
+    def stop_http() -> None:
+        event = http_state.get("shutdown")
+        if isinstance(event, trio.Event):
+            event.set()
+
+    app = create_app(
+        HttpDeps(
+            storage=storage,
+            metrics=m,
+            ingest=current_ingest,
+            limits=WebhookLimits(cfg.enqueue_timeout, cfg.commit_timeout, cfg.retry_after),
+            max_body_bytes=settings.server.max_body_bytes,
+            supervisor_tree=lambda: service_box[0].root.health().to_dict(),
+            actors_ready=lambda: service_box[0].root.health().critical_children_running(),
+            draining=lambda: service_box[0].draining,
+            wall_clock=wall_clock,
+            started_at=wall_clock(),
+        )
+    )
+    server = settings.server
+    config = hypercorn_config(
+        server.host,
+        server.port,
+        graceful_timeout=server.graceful_timeout,
+        keep_alive=server.keep_alive_timeout,
+    )
+
+    async def start_http(task_status: trio.TaskStatus[None]) -> None:
+        shutdown = trio.Event()
+        http_state["shutdown"] = shutdown
+        async with ingest_send.clone() as channel:
+            http_state["ingest"] = channel
+            try:
+                await serve_http(
+                    app, config, shutdown=shutdown, bound=service_box[0].bound,
+                    task_status=task_status,
+                )  # fmt: skip
+            finally:
+                http_state["ingest"] = None
+
+    grace = server.graceful_timeout
+    pipeline = Supervisor(
+        "pipeline",
+        [
+            ChildSpec(
+                "writer",
+                start_writer,
+                stop=writer_send.close,
+                critical=True,
+                inbox=writer_recv,
+                shutdown_timeout=grace,
+            ),
+            ChildSpec(
+                "deduplicator",
+                start_dedup,
+                stop=dedup_send.close,
+                critical=True,
+                inbox=dedup_recv,
+                shutdown_timeout=grace,
+            ),
+            ChildSpec(
+                "ingest",
+                start_ingest,
+                stop=ingest_send.close,
+                critical=True,
+                inbox=ingest_recv,
+                shutdown_timeout=grace,
+            ),
+        ],
+    )
+    root = Supervisor(
+        "root",
+        [
+            pipeline,
+            ChildSpec("metrics", start_metrics, restart=Restart.PERMANENT, shutdown_timeout=1.0),
+            ChildSpec("http", start_http, stop=stop_http, critical=True, shutdown_timeout=grace),
+        ],
+    )
+    m.watch(
+        {"ingest": ingest_recv, "deduplicator": dedup_recv, "writer": writer_recv},
+        lambda: root.health().walk(),
+    )
+    service = Service(settings=settings, storage=storage, metrics=m, root=root)
+    service_box.append(service)
+    return service
+
+
+async def run_service(
+    settings: Settings,
+    *,
+    hooks: Hooks | None = None,
+    handle_signals: bool = False,
+    task_status: trio.TaskStatus[Service] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Open storage, run the tree until stopped (SIGTERM when `handle_signals`), close storage."""
+    log.info("starting", extra={"settings": redacted(settings)})
+    storage = await open_storage(settings.database.url, migrate=settings.database.auto_migrate)
+    try:
+        service = build_service(settings, storage, hooks=hooks or Hooks())
+        async with trio.open_nursery() as nursery:
+
+            async def supervise(task_status: trio.TaskStatus[None]) -> None:
+                try:
+                    await service.root.run(task_status=task_status)
+                finally:
+                    nursery.cancel_scope.cancel()  # the signal watcher
+
+            if handle_signals:
+                nursery.start_soon(_stop_on_signal, service)
+            await nursery.start(supervise)
+            log.info("serving", extra={"urls": service.bound})
+            task_status.started(service)
+    finally:
+        with trio.move_on_after(5) as cleanup:
+            cleanup.shield = True
+            await storage.aclose()
+    log.info("stopped")
+
+
+async def _stop_on_signal(service: Service) -> None:
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        async for signum in signals:
+            log.info("signal received", extra={"signal": signal.Signals(signum).name})
+            await service.shutdown()
+            return
+
+
+__all__ = ["Service", "build_service", "run_service"]

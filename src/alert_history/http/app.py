@@ -1,0 +1,157 @@
+"""The Quart application: routes for webhooks, history, health and metrics.
+
+It receives everything from the composition root (`HttpDeps`): a way to reach the ingest
+channel, read-only views of storage and health, and the metrics. It starts no tasks.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import trio
+from quart import Response, g, request
+from quart_trio import QuartTrio
+from werkzeug.exceptions import HTTPException
+
+from alert_history.errors import AlertHistoryError, StorageError
+from alert_history.http.history import QueryError, parse_history_query, render_page
+from alert_history.http.responses import error, field_error, json_response
+from alert_history.http.webhook import WebhookLimits, accept_webhook
+from alert_history.logs import request_id
+from alert_history.messages import IngestRequest
+from alert_history.storage import Storage
+from alert_history.telemetry import CONTENT_TYPE, Metrics
+
+log = logging.getLogger("alert_history.http")
+
+
+@dataclass(frozen=True)
+class HttpDeps:
+    storage: Storage
+    metrics: Metrics
+    ingest: Callable[[], trio.MemorySendChannel[IngestRequest] | None]
+    limits: WebhookLimits
+    max_body_bytes: int
+    supervisor_tree: Callable[[], dict[str, Any]]
+    actors_ready: Callable[[], bool]
+    draining: Callable[[], bool]
+    wall_clock: Callable[[], float]
+    started_at: float
+
+
+def create_app(deps: HttpDeps) -> QuartTrio:
+    app = QuartTrio("alert_history")
+    app.config.update(
+        MAX_CONTENT_LENGTH=deps.max_body_bytes,
+        BODY_TIMEOUT=30,
+        RESPONSE_TIMEOUT=None,
+        JSON_SORT_KEYS=False,
+        PROVIDE_AUTOMATIC_OPTIONS=True,
+    )
+
+    @app.before_request
+    async def _start() -> None:
+        g.started = trio.current_time()
+        rid = request.headers.get("X-Request-ID", "")[:64] or uuid.uuid4().hex[:16]
+        g.request_id = rid
+        request_id.set(rid)
+
+    @app.after_request
+    async def _finish(response: Response) -> Response:
+        rule = request.url_rule.rule if request.url_rule is not None else "unmatched"
+        deps.metrics.request_latency.labels(rule).observe(trio.current_time() - g.started)
+        response.headers["X-Request-ID"] = g.request_id
+        return response
+
+    @app.errorhandler(HTTPException)
+    async def _http_error(exc: HTTPException) -> Response:
+        status = exc.code or 500
+        if status == 413:
+            deps.metrics.webhook_errors.labels("too_large").inc()
+            return error(413, f"request body is larger than {deps.max_body_bytes} bytes")
+        return error(status, exc.description or exc.name)
+
+    @app.errorhandler(Exception)
+    async def _unexpected(exc: Exception) -> Response:
+        log.exception("unhandled error", extra={"path": request.path})
+        if isinstance(exc, StorageError):
+            return error(503, "storage unavailable, retry later", {"Retry-After": "5"})
+        return error(500, "internal error")
+
+    async def webhook() -> Response:
+        length = request.content_length
+        if length is not None and length > deps.max_body_bytes:
+            deps.metrics.webhook_errors.labels("too_large").inc()
+            return error(413, f"request body is larger than {deps.max_body_bytes} bytes")
+        body = await request.get_data(cache=False)
+        assert isinstance(body, bytes)
+        answer = await accept_webhook(
+            body,
+            request.headers.get("Content-Type"),
+            ingest=deps.ingest,
+            limits=deps.limits,
+            metrics=deps.metrics,
+            wall_clock=deps.wall_clock,
+        )
+        headers = None
+        if answer.retry_after is not None:
+            headers = {"Retry-After": str(answer.retry_after)}
+        return json_response(answer.body, answer.status, headers)
+
+    app.add_url_rule("/webhook", "webhook", webhook, methods=["POST"], strict_slashes=False)
+    app.add_url_rule("/webhook/", "webhook_slash", webhook, methods=["POST"])
+
+    @app.get("/history")
+    async def history() -> Response:
+        try:
+            query = parse_history_query(request.args)
+        except QueryError as exc:
+            return field_error(422, exc.name, exc.message, "value_error")
+        page = await deps.storage.history(query)
+        return json_response(render_page(page, query))
+
+    @app.get("/healthz")
+    async def healthz() -> Response:
+        return json_response({"status": "healthy", "timestamp": deps.wall_clock()})
+
+    @app.get("/readyz")
+    async def readyz() -> Response:
+        database = await _storage_ok(deps.storage.ping)
+        actors = deps.actors_ready()
+        draining = deps.draining()
+        body: dict[str, object] = {
+            "status": "ready",
+            "uptime": round(deps.wall_clock() - deps.started_at, 3),
+            "dependencies": {"database": database, "actors": actors},
+            "draining": draining,
+            "timestamp": deps.wall_clock(),
+        }
+        if database and actors and not draining:
+            return json_response(body)
+        body["status"] = "not_ready"
+        body["detail"] = "Service not ready"
+        return json_response(body, 503)
+
+    @app.get("/health/supervisor")
+    async def supervisor_health() -> Response:
+        return json_response(deps.supervisor_tree())
+
+    @app.get("/metrics")
+    async def metrics() -> Response:
+        return Response(deps.metrics.render(), content_type=CONTENT_TYPE)
+
+    return app
+
+
+async def _storage_ok(ping: Callable[[], Awaitable[None]]) -> bool:
+    with trio.move_on_after(2.0):
+        try:
+            await ping()
+        except AlertHistoryError:
+            return False
+        return True
+    return False

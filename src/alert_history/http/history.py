@@ -1,0 +1,116 @@
+"""GET /history: legacy v1 and v2 parameters, newest first, keyset cursor."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Mapping
+
+from alert_history.domain import format_ns, parse_query_time
+from alert_history.models import HistoryPage, HistoryQuery, StoredEvent
+
+MAX_LIMIT = 1000
+MAX_OFFSET = 100_000
+
+
+class QueryError(Exception):
+    """A query parameter is invalid; `name` is the parameter."""
+
+    def __init__(self, name: str, message: str) -> None:
+        super().__init__(f"{name}: {message}")
+        self.name = name
+        self.message = message
+
+
+def encode_cursor(before_id: int) -> str:
+    return base64.urlsafe_b64encode(f"v1:{before_id}".encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> int:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        version, _, ident = raw.partition(":")
+        if version != "v1":
+            raise ValueError(version)
+        return int(ident)
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise QueryError("cursor", "not a cursor returned by this API") from None
+
+
+def _int(args: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
+    raw = args.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise QueryError(name, f"expected an integer, got {raw[:32]!r}") from None
+    if not low <= value <= high:
+        raise QueryError(name, f"must be between {low} and {high}")
+    return value
+
+
+def _time(args: Mapping[str, str], name: str) -> int | None:
+    raw = args.get(name)
+    if raw is None or raw == "":
+        return None
+    try:
+        return parse_query_time(raw)
+    except ValueError as exc:
+        raise QueryError(name, str(exc)) from None
+
+
+def parse_history_query(args: Mapping[str, str]) -> HistoryQuery:
+    """Build the query from v1 (`since`, `until`, `offset`) and v2 (`start_time`, `end_time`)."""
+    status = args.get("status") or None
+    if status not in (None, "firing", "resolved"):
+        raise QueryError("status", "must be 'firing' or 'resolved'")
+    cursor = args.get("cursor")
+    return HistoryQuery(
+        alertname=args.get("alertname") or None,
+        status="resolved" if status == "resolved" else ("firing" if status else None),
+        fingerprint=args.get("fingerprint") or None,
+        namespace=args.get("namespace") or None,
+        severity=args.get("severity") or None,
+        received_since=_time(args, "since"),
+        received_until=_time(args, "until"),
+        starts_from=_time(args, "start_time"),
+        starts_to=_time(args, "end_time"),
+        before_id=decode_cursor(cursor) if cursor else None,
+        offset=_int(args, "offset", 0, 0, MAX_OFFSET),
+        limit=_int(args, "limit", 100, 1, MAX_LIMIT),
+    )
+
+
+def render_event(event: StoredEvent) -> dict[str, object]:
+    """The union of the v1 and v2 fields, plus what the new service knows."""
+    last_seen = format_ns(event.last_seen)
+    return {
+        "id": event.id,
+        "alertname": event.alertname,
+        "fingerprint": event.fingerprint,
+        "status": event.status,
+        "labels": event.labels,
+        "annotations": event.annotations,
+        "startsAt": format_ns(event.starts_at),
+        "endsAt": format_ns(event.ends_at),
+        "generatorURL": event.generator_url,
+        "updatedAt": last_seen,
+        "namespace": event.namespace,
+        "severity": event.severity,
+        "receiver": event.receiver,
+        "source": event.source,
+        "firstSeen": format_ns(event.first_seen),
+        "lastSeen": last_seen,
+        "notifyCount": event.notify_count,
+    }
+
+
+def render_page(page: HistoryPage, query: HistoryQuery) -> dict[str, object]:
+    return {
+        "alerts": [render_event(event) for event in page.events],
+        "total": page.total,
+        "limit": query.limit,
+        "offset": query.offset,
+        "next_cursor": None if page.next_before_id is None else encode_cursor(page.next_before_id),
+    }

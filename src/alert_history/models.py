@@ -1,0 +1,104 @@
+"""Typed values that cross actor and storage boundaries (frozen msgspec Structs)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import msgspec
+
+Status = Literal["firing", "resolved"]
+
+
+class ParsedAlert(msgspec.Struct, frozen=True, kw_only=True):
+    """One alert of an accepted payload, validated, timestamps in ns (0 = none)."""
+
+    status: Status
+    labels: dict[str, str]
+    annotations: dict[str, str]
+    starts_at: int
+    ends_at: int
+    generator_url: str
+    fingerprint: str | None
+
+
+class WebhookBatch(msgspec.Struct, frozen=True, kw_only=True):
+    """A validated notification: the envelope facts and its alerts."""
+
+    source: str
+    receiver: str
+    group_key: str
+    status: Status
+    truncated_alerts: int
+    alerts: list[ParsedAlert]
+
+
+class AlertEvent(msgspec.Struct, frozen=True, kw_only=True):
+    """One alert state as stored: (fingerprint, starts_at, status, ends_at) is its identity."""
+
+    fingerprint: str
+    status: Status
+    starts_at: int
+    ends_at: int
+    alertname: str
+    namespace: str | None
+    severity: str | None
+    labels: dict[str, str]
+    annotations: dict[str, str]
+    generator_url: str
+    receiver: str
+    group_key: str
+    source: str
+    received_at: int
+    fingerprint_computed: bool = False
+    notify_count: int = 1
+
+
+class StoredEvent(msgspec.Struct, frozen=True, kw_only=True):
+    """An event row read back from storage."""
+
+    id: int
+    fingerprint: str
+    status: Status
+    starts_at: int
+    ends_at: int
+    alertname: str
+    namespace: str | None
+    severity: str | None
+    labels: dict[str, str]
+    annotations: dict[str, str]
+    generator_url: str
+    receiver: str
+    source: str
+    first_seen: int
+    last_seen: int
+    notify_count: int
+
+
+class WriteOutcome(msgspec.Struct, frozen=True):
+    """What one group commit did: new states stored, repeats counted."""
+
+    inserted: int
+    repeated: int
+
+
+class HistoryQuery(msgspec.Struct, frozen=True, kw_only=True):
+    """Filters of GET /history; times in ns; `before_id` is the keyset cursor."""
+
+    alertname: str | None = None
+    status: Status | None = None
+    fingerprint: str | None = None
+    namespace: str | None = None
+    severity: str | None = None
+    received_since: int | None = None
+    received_until: int | None = None
+    starts_from: int | None = None
+    starts_to: int | None = None
+    before_id: int | None = None
+    offset: int = 0
+    limit: int = 100
+
+
+class HistoryPage(msgspec.Struct, frozen=True):
+    events: list[StoredEvent]
+    total: int
+    next_before_id: int | None

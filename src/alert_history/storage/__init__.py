@@ -1,0 +1,20 @@
+"""Storage: the `Storage` protocol and its backends; `open_storage` picks one by URL."""
+
+from __future__ import annotations
+
+from alert_history.errors import StorageError
+from alert_history.storage.base import Storage, StorageStats
+from alert_history.storage.migrations import Migration
+from alert_history.storage.sqlite import SQLiteStorage, sqlite_path
+
+
+async def open_storage(url: str, *, migrate: bool = True, check: bool = True) -> SQLiteStorage:
+    """Open the backend named by `url`, applying migrations unless `migrate` is false."""
+    if url.startswith("sqlite://"):
+        storage = SQLiteStorage(sqlite_path(url))
+        await storage.open(migrate=migrate, check=check)
+        return storage
+    raise StorageError(f"unsupported database URL scheme: {url.split(':', 1)[0]!r}")
+
+
+__all__ = ["Migration", "SQLiteStorage", "Storage", "StorageStats", "open_storage"]

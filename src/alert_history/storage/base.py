@@ -1,0 +1,43 @@
+"""The storage contract every backend implements (SQLite now, PostgreSQL next)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+import msgspec
+
+from alert_history.models import AlertEvent, HistoryPage, HistoryQuery, WriteOutcome
+
+
+class StorageStats(msgspec.Struct, frozen=True):
+    events: int
+    current: int
+    firing: int
+    size_bytes: int | None
+
+
+class Storage(Protocol):
+    """Durable alert history. Methods raise `StorageError` subclasses, never driver errors."""
+
+    backend: str
+
+    async def write_events(self, events: Sequence[AlertEvent]) -> WriteOutcome:
+        """Store states in one transaction: new states inserted, repeats counted."""
+        ...
+
+    async def history(self, query: HistoryQuery) -> HistoryPage:
+        """Return events newest first (by arrival) with the total matching `query`."""
+        ...
+
+    async def ping(self) -> None:
+        """Raise StorageUnavailable unless the database answers."""
+        ...
+
+    async def stats(self) -> StorageStats:
+        """Return row counts and size, for gauges."""
+        ...
+
+    async def aclose(self) -> None:
+        """Close every connection; pending calls finish first."""
+        ...

@@ -1,0 +1,332 @@
+"""SQLite backend: WAL, one writer connection used from one thread at a time, pooled readers.
+
+sqlite3 blocks, so every call runs in a worker thread (`trio.to_thread.run_sync`) under a
+CapacityLimiter sized to its connections. Writes are group commits: the caller hands one
+sequence for all the requests that waited, and it becomes one transaction.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import sqlite3
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+import msgspec
+import trio
+
+from alert_history.errors import StorageError, StorageUnavailable
+from alert_history.models import AlertEvent, HistoryPage, HistoryQuery, StoredEvent, WriteOutcome
+from alert_history.storage.base import StorageStats
+from alert_history.storage.migrations import Migration, known_migrations, pending
+
+T = TypeVar("T")
+
+_encode_map = msgspec.json.Encoder(order="sorted").encode
+_decode_map = msgspec.json.Decoder(dict[str, str]).decode
+
+_INSERT_EVENT = """
+INSERT INTO alert_events (fingerprint, status, starts_at, ends_at, alertname, namespace, severity,
+    labels, annotations, generator_url, receiver, group_key, source, fingerprint_computed,
+    first_seen, last_seen, notify_count)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (fingerprint, starts_at, status, ends_at) DO UPDATE SET
+    notify_count = notify_count + excluded.notify_count,
+    last_seen = max(last_seen, excluded.last_seen),
+    annotations = excluded.annotations
+RETURNING id, notify_count
+"""
+
+# Out-of-order deliveries never move the current state back: a later episode wins, and within
+# one episode `resolved` wins over `firing`.
+_UPSERT_CURRENT = """
+INSERT INTO alert_current (fingerprint, event_id, status, starts_at, ends_at, alertname,
+    namespace, severity, updated_at)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (fingerprint) DO UPDATE SET
+    event_id = excluded.event_id, status = excluded.status, starts_at = excluded.starts_at,
+    ends_at = excluded.ends_at, alertname = excluded.alertname, namespace = excluded.namespace,
+    severity = excluded.severity, updated_at = excluded.updated_at
+WHERE excluded.starts_at > alert_current.starts_at
+   OR (excluded.starts_at = alert_current.starts_at
+       AND (excluded.status = 'resolved' OR alert_current.status = 'firing'))
+"""
+
+_EVENT_COLUMNS = (
+    "id, fingerprint, status, starts_at, ends_at, alertname, namespace, severity, labels, "
+    "annotations, generator_url, receiver, source, first_seen, last_seen, notify_count"
+)
+
+
+def sqlite_path(url: str) -> str:
+    """Return the file path of a `sqlite:///path` URL (`sqlite:////abs` or `sqlite:///rel`)."""
+    if not url.startswith("sqlite://"):
+        raise StorageError(f"not a SQLite URL: {url!r}")
+    path = url[len("sqlite://") :]
+    return path[1:] if path.startswith("/") else path
+
+
+class SQLiteStorage:
+    """The embedded default backend."""
+
+    backend = "sqlite"
+
+    def __init__(self, path: str, *, readers: int = 4) -> None:
+        self.path = path
+        self._writer: sqlite3.Connection | None = None
+        self._write_limiter = trio.CapacityLimiter(1)
+        self._read_limiter = trio.CapacityLimiter(readers)
+        self._readers: queue.SimpleQueue[sqlite3.Connection] = queue.SimpleQueue()
+        self._reader_count = readers
+        self._closed = False
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def open(self, *, migrate: bool = True, check: bool = True) -> None:
+        """Create the file and folder if needed, apply migrations, open the connections.
+
+        With `migrate` false, pending migrations are an error unless `check` is false too (the
+        `migrate` command opens that way); a schema newer than the code is always an error.
+        """
+        await trio.to_thread.run_sync(self._open_sync, migrate, check)
+
+    def _open_sync(self, migrate: bool, check: bool) -> None:
+        folder = os.path.dirname(self.path)
+        if folder:
+            os.makedirs(folder, exist_ok=True)
+        self._writer = self._connect()
+        self._writer.execute("PRAGMA journal_mode=WAL")
+        if migrate:
+            self._migrate_sync(self._writer, dry_run=False)
+        else:
+            todo = self._pending_sync(self._writer)
+            if todo and check:
+                raise StorageError(f"{len(todo)} migrations pending; run `alert-history migrate`")
+        for _ in range(self._reader_count):
+            self._readers.put(self._connect())
+
+    def _connect(self) -> sqlite3.Connection:
+        try:
+            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        except sqlite3.Error as exc:
+            raise StorageUnavailable(f"cannot open {self.path}: {exc}") from exc
+        conn.execute("PRAGMA busy_timeout=5000")
+        conn.execute("PRAGMA synchronous=FULL")
+        conn.execute("PRAGMA foreign_keys=ON")
+        return conn
+
+    async def aclose(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        async with self._write_limiter:
+            if self._writer is not None:
+                self._writer.close()
+        while True:
+            try:
+                self._readers.get_nowait().close()
+            except queue.Empty:
+                break
+
+    # -- migrations ------------------------------------------------------------------------
+
+    async def migrate(self, *, dry_run: bool = False) -> list[Migration]:
+        """Apply (or with dry_run only list) pending migrations; return them."""
+        return await self._write(lambda conn: self._migrate_sync(conn, dry_run=dry_run))
+
+    def _pending_sync(self, conn: sqlite3.Connection) -> list[Migration]:
+        conn.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY,"
+            " name TEXT NOT NULL, checksum TEXT NOT NULL, applied_at TEXT NOT NULL)"
+        )
+        applied = dict(conn.execute("SELECT version, checksum FROM schema_migrations"))
+        return pending(known_migrations("sqlite"), applied)
+
+    def _migrate_sync(self, conn: sqlite3.Connection, *, dry_run: bool) -> list[Migration]:
+        todo = self._pending_sync(conn)
+        if dry_run:
+            return todo
+        for migration in todo:
+            now = datetime.now(UTC).isoformat()
+            conn.executescript(
+                f"BEGIN IMMEDIATE;\n{migration.sql}\n"
+                f"INSERT INTO schema_migrations VALUES ({migration.version}, "
+                f"'{migration.name}', '{migration.checksum}', '{now}');\nCOMMIT;"
+            )
+        return todo
+
+    # -- writes ----------------------------------------------------------------------------
+
+    async def write_events(self, events: Sequence[AlertEvent]) -> WriteOutcome:
+        return await self._write(lambda conn: self._write_events_sync(conn, events))
+
+    @staticmethod
+    def _write_events_sync(conn: sqlite3.Connection, events: Sequence[AlertEvent]) -> WriteOutcome:
+        inserted = repeated = 0
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for ev in events:
+                row = conn.execute(
+                    _INSERT_EVENT,
+                    (
+                        ev.fingerprint,
+                        ev.status,
+                        ev.starts_at,
+                        ev.ends_at,
+                        ev.alertname,
+                        ev.namespace,
+                        ev.severity,
+                        _encode_map(ev.labels),
+                        _encode_map(ev.annotations),
+                        ev.generator_url,
+                        ev.receiver,
+                        ev.group_key,
+                        ev.source,
+                        int(ev.fingerprint_computed),
+                        ev.received_at,
+                        ev.received_at,
+                        ev.notify_count,
+                    ),
+                ).fetchone()
+                event_id, count = row
+                if count == ev.notify_count:
+                    inserted += 1
+                else:
+                    repeated += 1
+                conn.execute(
+                    _UPSERT_CURRENT,
+                    (
+                        ev.fingerprint,
+                        event_id,
+                        ev.status,
+                        ev.starts_at,
+                        ev.ends_at,
+                        ev.alertname,
+                        ev.namespace,
+                        ev.severity,
+                        ev.received_at,
+                    ),
+                )
+            conn.execute("COMMIT")
+        except Exception:
+            conn.execute("ROLLBACK")
+            raise
+        return WriteOutcome(inserted, repeated)
+
+    # -- reads -----------------------------------------------------------------------------
+
+    async def history(self, query: HistoryQuery) -> HistoryPage:
+        return await self._read(lambda conn: _history_sync(conn, query))
+
+    async def ping(self) -> None:
+        await self._read(lambda conn: conn.execute("SELECT 1").fetchone())
+
+    async def stats(self) -> StorageStats:
+        def run(conn: sqlite3.Connection) -> StorageStats:
+            events = conn.execute("SELECT max(id) FROM alert_events").fetchone()[0] or 0
+            current, firing = conn.execute(
+                "SELECT count(*), coalesce(sum(status = 'firing'), 0) FROM alert_current"
+            ).fetchone()
+            size = os.path.getsize(self.path) if os.path.exists(self.path) else None
+            return StorageStats(events, current, firing, size)
+
+        return await self._read(run)
+
+    # -- plumbing --------------------------------------------------------------------------
+
+    async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        async with self._write_limiter:
+            conn = self._writer
+            if conn is None or self._closed:
+                raise StorageUnavailable("storage is closed")
+            return await trio.to_thread.run_sync(_translated, fn, conn, limiter=None)
+
+    async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        async with self._read_limiter:
+            if self._closed:
+                raise StorageUnavailable("storage is closed")
+            with self._borrow() as conn:
+                return await trio.to_thread.run_sync(_translated, fn, conn, limiter=None)
+
+    @contextmanager
+    def _borrow(self) -> Iterator[sqlite3.Connection]:
+        conn = self._readers.get_nowait()
+        try:
+            yield conn
+        finally:
+            self._readers.put(conn)
+
+
+def _translated(fn: Callable[[sqlite3.Connection], T], conn: sqlite3.Connection) -> T:
+    try:
+        return fn(conn)
+    except sqlite3.OperationalError as exc:
+        raise StorageUnavailable(f"sqlite: {exc}") from exc
+    except sqlite3.Error as exc:
+        raise StorageError(f"sqlite: {exc}") from exc
+
+
+def _history_sync(conn: sqlite3.Connection, q: HistoryQuery) -> HistoryPage:
+    where: list[str] = []
+    args: list[object] = []
+    for column, value in (
+        ("alertname", q.alertname),
+        ("status", q.status),
+        ("fingerprint", q.fingerprint),
+        ("namespace", q.namespace),
+        ("severity", q.severity),
+    ):
+        if value is not None:
+            where.append(f"{column} = ?")
+            args.append(value)
+    bounds: tuple[tuple[str, int | None], ...] = (
+        ("first_seen >= ?", q.received_since),
+        ("first_seen <= ?", q.received_until),
+        ("starts_at >= ?", q.starts_from),
+        ("starts_at <= ?", q.starts_to),
+    )
+    for clause, bound in bounds:
+        if bound is not None:
+            where.append(clause)
+            args.append(bound)
+    filters = " AND ".join(where) or "1"
+    total = conn.execute(f"SELECT count(*) FROM alert_events WHERE {filters}", args).fetchone()[0]
+    page_filter = filters
+    page_args = list(args)
+    if q.before_id is not None:
+        page_filter += " AND id < ?"
+        page_args.append(q.before_id)
+    rows = conn.execute(
+        f"SELECT {_EVENT_COLUMNS} FROM alert_events WHERE {page_filter} "
+        "ORDER BY id DESC LIMIT ? OFFSET ?",
+        [*page_args, q.limit + 1, q.offset],
+    ).fetchall()
+    events = [_row_to_event(row) for row in rows[: q.limit]]
+    next_id = events[-1].id if len(rows) > q.limit else None
+    return HistoryPage(events, total, next_id)
+
+
+def _row_to_event(row: tuple[Any, ...]) -> StoredEvent:
+    (ident, fp, status, starts, ends, name, ns, sev, labels, annotations, url, receiver,
+     source, first, last, count) = row  # fmt: skip
+    return StoredEvent(
+        id=ident,
+        fingerprint=fp,
+        status=status,
+        starts_at=starts,
+        ends_at=ends,
+        alertname=name,
+        namespace=ns,
+        severity=sev,
+        labels=_decode_map(labels),
+        annotations=_decode_map(annotations),
+        generator_url=url,
+        receiver=receiver,
+        source=source,
+        first_seen=first,
+        last_seen=last,
+        notify_count=count,
+    )

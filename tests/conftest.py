@@ -1,0 +1,51 @@
+"""Fixtures: a service running in the test's trio run, on a real socket, with its client."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from functools import partial
+from pathlib import Path
+
+import httpx
+import pytest
+import trio
+
+from alert_history.actors import Hooks
+from alert_history.app import Service, run_service
+from alert_history.config import Settings, load_settings
+from tests.support import service_env
+
+SettingsFactory = Callable[..., Settings]
+
+
+@pytest.fixture
+def make_settings(tmp_path: Path) -> SettingsFactory:
+    def make(**env: str) -> Settings:
+        return load_settings(service_env(tmp_path / "alerts.db", **env))
+
+    return make
+
+
+@asynccontextmanager
+async def running(settings: Settings, hooks: Hooks | None = None) -> AsyncIterator[Service]:
+    """Run the whole service tree until the block ends, then stop it in order."""
+    async with trio.open_nursery() as nursery:
+        service: Service = await nursery.start(partial(run_service, settings, hooks=hooks))
+        try:
+            yield service
+        finally:
+            with trio.fail_after(30):
+                await service.shutdown()
+
+
+@pytest.fixture
+async def service(make_settings: SettingsFactory) -> AsyncIterator[Service]:
+    async with running(make_settings()) as svc:
+        yield svc
+
+
+@pytest.fixture
+async def client(service: Service) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=service.url, timeout=30) as http:
+        yield http
