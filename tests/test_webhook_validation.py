@@ -1,4 +1,4 @@
-"""Bad input gets a 4xx JSON error naming the field, never a 500 or a hang; service keeps serving."""
+"""Bad input gets a 4xx JSON error naming the field, never a 500 or a hang."""
 
 from __future__ import annotations
 

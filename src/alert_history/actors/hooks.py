@@ -6,6 +6,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from alert_history.messages import EventBatch
+from alert_history.models import AlertEvent
 
 
 @dataclass(frozen=True)
@@ -14,3 +15,5 @@ class Hooks:
     before_dedup: Callable[[EventBatch], Awaitable[None]] | None = None
     #: awaited by the storage writer before each group commit; blocking holds the writer
     before_commit: Callable[[int], Awaitable[None]] | None = None
+    #: called by the storage writer after each group commit with the events it committed
+    after_commit: Callable[[list[AlertEvent]], None] | None = None

@@ -73,3 +73,5 @@ async def run(
             metrics.states_written.labels("repeat").inc(outcome.repeated)
             for batch in group:
                 batch.reply.set(outcome)
+            if hooks.after_commit is not None:
+                hooks.after_commit(events)
