@@ -82,6 +82,7 @@ class ServiceProcess:
         self.process: trio.Process | None = None
         self.url = ""
         self.log: list[dict[str, Any]] = []
+        self._waiters: list[tuple[str, trio.Event]] = []
 
     async def start(self, nursery: trio.Nursery) -> None:
         """Start the process and return once it logged that it is serving."""
@@ -109,9 +110,20 @@ class ServiceProcess:
                 except ValueError:
                     entry = {"msg": line.decode(errors="replace")}
                 self.log.append(entry)
+                for msg, event in self._waiters:
+                    if entry.get("msg") == msg:
+                        event.set()
                 if entry.get("msg") == "serving":
                     self.url = entry["urls"][0]
                     serving.set()
+
+    async def logged(self, msg: str) -> None:
+        """Return once the process has logged a line whose `msg` is `msg`."""
+        if any(entry.get("msg") == msg for entry in self.log):
+            return
+        event = trio.Event()
+        self._waiters.append((msg, event))
+        await event.wait()
 
     def kill(self) -> None:
         assert self.process is not None
