@@ -65,6 +65,10 @@ def create_app(deps: HttpDeps) -> QuartTrio:
         rule = request.url_rule.rule if request.url_rule is not None else "unmatched"
         deps.metrics.request_latency.labels(rule).observe(trio.current_time() - g.started)
         response.headers["X-Request-ID"] = g.request_id
+        if deps.draining():
+            # Hypercorn keeps a busy keep-alive connection open through its graceful period
+            # after shutdown; ask clients to reconnect (elsewhere, once this replica is gone).
+            response.headers["Connection"] = "close"
         return response
 
     @app.errorhandler(HTTPException)

@@ -9,7 +9,6 @@ backoff sleeps run inside the restarted child's own task and never delay its sib
 from __future__ import annotations
 
 import dataclasses
-import functools
 import logging
 import math
 import random
@@ -19,12 +18,10 @@ from datetime import UTC, datetime
 import trio
 
 from alert_history.errors import SupervisorGaveUp
-from alert_history.supervisor._child import ChildRecord, Incarnation, Status
+from alert_history.supervisor._child import ChildRecord, Incarnation
 from alert_history.supervisor.health import ChildHealth, ErrorInfo, SupervisorHealth
 from alert_history.supervisor.intensity import Backoff, Intensity, RestartWindow, next_attempt
-from alert_history.supervisor.spec import ChildSpec, ChildState, Restart, Strategy
-
-_TERMINAL = (ChildState.STOPPED, ChildState.FAILED)
+from alert_history.supervisor.spec import ChildSpec, ChildState, Strategy
 
 
 def _utc_now() -> datetime:
@@ -64,7 +61,7 @@ class Supervisor:
         self._wall_clock = wall_clock
         self._log = logging.getLogger("alert_history.supervisor")
         now = wall_clock()
-        self._static = [ChildRecord(child, ChildState.STOPPED, now) for child in children]
+        self._static = [ChildRecord(child, wall_clock, self._wake) for child in children]
         self._children = list(self._static)
         self._state = ChildState.STOPPED
         self._since = now
@@ -153,7 +150,7 @@ class Supervisor:
             raise RuntimeError(f"supervisor {self._name!r} is not running")
         if any(child.name == spec.name for child in self._children):
             raise ValueError(f"supervisor {self._name!r} already has a child {spec.name!r}")
-        child = ChildRecord(spec, ChildState.STOPPED, self._wall_clock())
+        child = ChildRecord(spec, self._wall_clock, self._wake)
         self._children.append(child)
         inc = self._spawn(child, 0.0, claimed=True)
         await inc.settled.wait()
@@ -235,13 +232,9 @@ class Supervisor:
     def _after_exit(self, child: ChildRecord, inc: Incarnation) -> float | None:
         """Apply the restart policy to an unexpected exit; return the backoff delay, or None."""
         failure = inc.error
-        restart = child.restart is Restart.PERMANENT or (
-            child.restart is Restart.TRANSIENT and failure is not None
-        )
-        if self._stopping or child.stop_requested or not restart:
-            self._set_child_state(
-                child, ChildState.STOPPED if failure is None else ChildState.FAILED
-            )
+        wanted = child.restart.wants_restart(failed=failure is not None)
+        if self._stopping or child.stop_requested or not wanted:
+            child.set_state(ChildState.STOPPED if failure is None else ChildState.FAILED)
             if failure is not None:
                 self._warn("child failed and is not restarted", child, failure)
             return None
@@ -249,13 +242,13 @@ class Supervisor:
         child.restarts += 1
         if not self._window.record(now):
             self._gave_up = (child.name, failure)
-            self._set_child_state(child, ChildState.FAILED)
+            child.set_state(ChildState.FAILED)
             self._warn("restart intensity exceeded; supervisor gives up", child, failure)
             return None
         ran_for = None if inc.started_at is None else now - inc.started_at
         child.attempt = next_attempt(child.attempt, ran_for, self._intensity.period)
         delay = self._backoff.delay(child.attempt, self._rng.random())
-        self._set_child_state(child, ChildState.RESTARTING)
+        child.set_state(ChildState.RESTARTING)
         self._warn("child ended; restarting", child, failure, attempt=child.attempt, delay=delay)
         return delay
 
@@ -285,70 +278,18 @@ class Supervisor:
             inc.expected = True
             inc.scope.cancel()
             await inc.exited.wait()
-        self._set_child_state(child, ChildState.RESTARTING)
+        child.set_state(ChildState.RESTARTING)
 
-    # -- incarnations ------------------------------------------------------------------------
+    # -- incarnations and stopping ----------------------------------------------------------
 
     def _spawn(self, child: ChildRecord, delay: float, *, claimed: bool) -> Incarnation:
         assert self._nursery is not None, "spawn outside run()"
-        inc = Incarnation(delay=delay, claimed=claimed)
-        child.inc = inc
-        child.pending = None
-        self._set_child_state(child, ChildState.RESTARTING if delay > 0 else ChildState.STARTING)
-        self._nursery.start_soon(self._incarnate, child, inc, name=f"{self._name}/{child.name}")
+        inc = child.new_incarnation(delay, claimed=claimed)
+        self._nursery.start_soon(child.run_incarnation, inc, name=f"{self._name}/{child.name}")
         return inc
 
-    async def _incarnate(self, child: ChildRecord, inc: Incarnation) -> None:
-        ended = False
-        try:
-            with inc.scope:
-                try:
-                    if inc.delay > 0:
-                        await trio.sleep(inc.delay)
-                        self._set_child_state(child, ChildState.STARTING)
-                    status = Status(functools.partial(self._on_started, child, inc))
-                    if isinstance(child.spec, Supervisor):
-                        await child.spec.run(task_status=status)
-                    else:
-                        await child.spec.start(task_status=status)
-                except Exception as exc:
-                    inc.error = exc
-            ended = True
-        except Exception as exc:  # what a cancel scope leaves of a group once its Cancelled is out
-            inc.error = exc
-            ended = True
-        finally:
-            self._on_exited(child, inc, cancelled_from_outside=not ended)
-
-    def _on_started(self, child: ChildRecord, inc: Incarnation) -> None:
-        inc.started_at = trio.current_time()
-        if not (inc.expected or child.stop_requested):
-            self._set_child_state(child, ChildState.RUNNING)
-        inc.settled.set()
-
-    def _on_exited(
-        self, child: ChildRecord, inc: Incarnation, *, cancelled_from_outside: bool
-    ) -> None:
-        inc.done = True
-        expected = inc.expected or child.stop_requested or inc.scope.cancelled_caught
-        if not (expected or cancelled_from_outside):
-            if inc.error is None and not inc.started:
-                inc.error = RuntimeError(
-                    f"child {child.name!r} exited without calling task_status.started()"
-                )
-            if inc.error is not None:
-                child.last_error = ErrorInfo.from_exception(inc.error, self._wall_clock())
-        inc.settled.set()
-        inc.exited.set()
-        if child.inc is not inc:
-            return
-        if expected or cancelled_from_outside:
-            self._set_child_state(child, ChildState.STOPPED)
-        elif not (inc.claimed and not inc.started):
-            child.pending = inc
-            self._wakeup.set()
-
-    # -- stopping ----------------------------------------------------------------------------
+    def _wake(self) -> None:
+        self._wakeup.set()
 
     async def _drain(self) -> None:
         self._stopping = True
@@ -366,14 +307,17 @@ class Supervisor:
             return
         child.stop_requested = True
         if inc is None or inc.done:
-            if child.pending is not None or child.state not in _TERMINAL:
+            if child.pending is not None or child.state not in (
+                ChildState.STOPPED,
+                ChildState.FAILED,
+            ):
                 failed = inc is not None and inc.error is not None
-                self._set_child_state(child, ChildState.FAILED if failed else ChildState.STOPPED)
+                child.set_state(ChildState.FAILED if failed else ChildState.STOPPED)
             child.pending = None
             return
         inc.expected = True
         if inc.started:
-            self._set_child_state(child, ChildState.STOPPING)
+            child.set_state(ChildState.STOPPING)
             await self._request_stop(child, inc)
         inc.scope.cancel()
         await inc.exited.wait()
@@ -417,12 +361,8 @@ class Supervisor:
         self._nursery = None
         self._active = False
         if self._gave_up is not None:
-            child, cause = self._gave_up
-            self._last_error = ErrorInfo(
-                type=SupervisorGaveUp.__name__,
-                message=str(SupervisorGaveUp(self._name, child, cause)),
-                at=self._wall_clock(),
-            )
+            gave_up = SupervisorGaveUp(self._name, *self._gave_up)
+            self._last_error = ErrorInfo.from_exception(gave_up, self._wall_clock())
         self._set_state(ChildState.FAILED if self._gave_up is not None else ChildState.STOPPED)
         self._finished.set()
 
@@ -431,37 +371,16 @@ class Supervisor:
             self._state = state
             self._since = self._wall_clock()
 
-    def _set_child_state(self, child: ChildRecord, state: ChildState) -> None:
-        if state is not child.state:
-            child.state = state
-            child.since = self._wall_clock()
-
     def _child_health(self, child: ChildRecord) -> ChildHealth | SupervisorHealth:
-        spec = child.spec
-        if isinstance(spec, Supervisor):
-            return dataclasses.replace(
-                spec.health(),
-                state=child.state,
-                restarts=child.restarts,
-                last_error=child.last_error,
-                since=child.since,
-            )
-        depth: int | None = None
-        capacity: int | None = None
-        if spec.inbox is not None:
-            stats = spec.inbox.statistics()
-            depth = stats.current_buffer_used
-            capacity = int(stats.max_buffer_size) if math.isfinite(stats.max_buffer_size) else None
-        return ChildHealth(
-            name=child.name,
+        if isinstance(child.spec, ChildSpec):
+            return child.leaf_health(child.spec)
+        # A nested supervisor reports its subtree; its own row is what this parent sees.
+        return dataclasses.replace(
+            child.spec.health(),
             state=child.state,
             restarts=child.restarts,
             last_error=child.last_error,
             since=child.since,
-            restart_type=child.restart.value,
-            critical=spec.critical,
-            inbox_depth=depth,
-            inbox_capacity=capacity,
         )
 
     def _warn(

@@ -20,6 +20,10 @@ class Restart(enum.Enum):
     TEMPORARY = "temporary"
     """Never restarted."""
 
+    def wants_restart(self, *, failed: bool) -> bool:
+        """Return whether a child of this type that ended (`failed` or not) is started again."""
+        return self is Restart.PERMANENT or (self is Restart.TRANSIENT and failed)
+
 
 class Strategy(enum.Enum):
     """Which children a supervisor restarts when one of them crashes."""
