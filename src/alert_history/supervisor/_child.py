@@ -101,6 +101,13 @@ class ChildRecord:
         self.pending = None
         self.stop_requested = False
 
+    def settle(self) -> None:
+        """Give a child whose last incarnation is over its final state: failed or stopped."""
+        if self.state not in (ChildState.STOPPED, ChildState.FAILED):
+            failed = self.inc is not None and self.inc.error is not None
+            self.set_state(ChildState.FAILED if failed else ChildState.STOPPED)
+        self.pending = None
+
     def new_incarnation(self, delay: float, *, claimed: bool) -> Incarnation:
         self.inc = Incarnation(delay=delay, claimed=claimed)
         self.pending = None

@@ -307,13 +307,7 @@ class Supervisor:
             return
         child.stop_requested = True
         if inc is None or inc.done:
-            if child.pending is not None or child.state not in (
-                ChildState.STOPPED,
-                ChildState.FAILED,
-            ):
-                failed = inc is not None and inc.error is not None
-                child.set_state(ChildState.FAILED if failed else ChildState.STOPPED)
-            child.pending = None
+            child.settle()
             return
         inc.expected = True
         if inc.started:
@@ -360,6 +354,8 @@ class Supervisor:
     def _end_run(self) -> None:
         self._nursery = None
         self._active = False
+        for child in self._children:
+            child.settle()  # after a cancellation from outside, nothing else did
         if self._gave_up is not None:
             gave_up = SupervisorGaveUp(self._name, *self._gave_up)
             self._last_error = ErrorInfo.from_exception(gave_up, self._wall_clock())
