@@ -60,6 +60,18 @@ class Service:
         await self.root.stop(deadline=self.settings.server.graceful_timeout)
 
 
+class _HttpSlot:
+    """What the current http incarnation exposes: its ingest channel clone and its stop event."""
+
+    def __init__(self) -> None:
+        self.ingest: trio.MemorySendChannel[IngestRequest] | None = None
+        self.shutdown: trio.Event | None = None
+
+    def stop(self) -> None:
+        if self.shutdown is not None:
+            self.shutdown.set()
+
+
 def build_service(
     settings: Settings,
     storage: Storage,
@@ -107,28 +119,17 @@ def build_service(
     async def start_metrics(task_status: trio.TaskStatus[None]) -> None:
         await metrics.run(storage=storage, metrics=m, task_status=task_status)
 
-    http_state: dict[str, trio.MemorySendChannel[IngestRequest] | trio.Event | None] = {}
-    service_box: list[Service] = []
-
-    def current_ingest() -> trio.MemorySendChannel[IngestRequest] | None:
-        channel = http_state.get("ingest")
-        return channel if isinstance(channel, trio.MemorySendChannel) else None
-
-    def stop_http() -> None:
-        event = http_state.get("shutdown")
-        if isinstance(event, trio.Event):
-            event.set()
-
+    http = _HttpSlot()
     app = create_app(
         HttpDeps(
             storage=storage,
             metrics=m,
-            ingest=current_ingest,
+            ingest=lambda: http.ingest,
             limits=WebhookLimits(cfg.enqueue_timeout, cfg.commit_timeout, cfg.retry_after),
             max_body_bytes=settings.server.max_body_bytes,
-            supervisor_tree=lambda: service_box[0].root.health().to_dict(),
-            actors_ready=lambda: service_box[0].root.health().critical_children_running(),
-            draining=lambda: service_box[0].draining,
+            supervisor_tree=lambda: root.health().to_dict(),
+            actors_ready=lambda: root.health().critical_children_running(),
+            draining=lambda: service.draining,
             wall_clock=wall_clock,
             started_at=wall_clock(),
         )
@@ -142,17 +143,16 @@ def build_service(
     )
 
     async def start_http(task_status: trio.TaskStatus[None]) -> None:
-        shutdown = trio.Event()
-        http_state["shutdown"] = shutdown
+        http.shutdown = trio.Event()
         async with ingest_send.clone() as channel:
-            http_state["ingest"] = channel
+            http.ingest = channel
             try:
                 await serve_http(
-                    app, config, shutdown=shutdown, bound=service_box[0].bound,
+                    app, config, shutdown=http.shutdown, bound=service.bound,
                     task_status=task_status,
                 )  # fmt: skip
             finally:
-                http_state["ingest"] = None
+                http.ingest = None
 
     grace = server.graceful_timeout
     pipeline = Supervisor(
@@ -189,7 +189,7 @@ def build_service(
         [
             pipeline,
             ChildSpec("metrics", start_metrics, restart=Restart.PERMANENT, shutdown_timeout=1.0),
-            ChildSpec("http", start_http, stop=stop_http, critical=True, shutdown_timeout=grace),
+            ChildSpec("http", start_http, stop=http.stop, critical=True, shutdown_timeout=grace),
         ],
     )
     m.watch(
@@ -197,7 +197,6 @@ def build_service(
         lambda: root.health().walk(),
     )
     service = Service(settings=settings, storage=storage, metrics=m, root=root)
-    service_box.append(service)
     return service
 
 
