@@ -1,0 +1,229 @@
+"""A real Alertmanager in a subprocess, for end-to-end tests.
+
+    async with running_alertmanager(f"{service.url}/webhook") as am:
+        await am.push([{"labels": {...}, "startsAt": ...}])
+
+One process per block: its own config and storage in a temporary directory, no gossip
+(`--cluster.listen-address=`), the web API on a free loopback port. Every alert goes to one webhook
+receiver with `send_resolved: true`, grouped by `alertname`, with short group timers so a new
+group is delivered about `group_wait` after the push. The block returns once Alertmanager logged
+that it listens (its configuration is loaded before that), and on exit, failure or cancellation
+included, the process is killed and reaped.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import trio
+import yaml
+
+#: Debian names the binary `prometheus-alertmanager`, upstream release tarballs `alertmanager`.
+BINARY_NAMES = ("prometheus-alertmanager", "alertmanager")
+LISTENING = "Listening on"
+_PORT_TAKEN = "address already in use"
+_START_ATTEMPTS = 3
+
+
+def find_alertmanager() -> str | None:
+    """The Alertmanager binary: `$ALERTMANAGER_BIN`, else the first of BINARY_NAMES on PATH."""
+    explicit = os.environ.get("ALERTMANAGER_BIN")
+    if explicit:
+        return explicit if os.access(explicit, os.X_OK) else None
+    for name in BINARY_NAMES:
+        found = shutil.which(name)
+        if found:
+            return found
+    return None
+
+
+def free_port() -> int:
+    """A loopback port free right now (a start that loses the race is retried)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def alertmanager_config(
+    webhook_url: str,
+    *,
+    group_wait: str = "1s",
+    group_interval: str = "2s",
+    repeat_interval: str = "1h",
+    group_by: Sequence[str] = ("alertname",),
+) -> dict[str, Any]:
+    """One route, one webhook receiver that is also told about resolutions."""
+    return {
+        "route": {
+            "receiver": "history",
+            "group_by": list(group_by),
+            "group_wait": group_wait,
+            "group_interval": group_interval,
+            "repeat_interval": repeat_interval,
+        },
+        "receivers": [
+            {
+                "name": "history",
+                "webhook_configs": [{"url": webhook_url, "send_resolved": True}],
+            }
+        ],
+    }
+
+
+class AlertmanagerError(RuntimeError):
+    """Alertmanager did not start; the message ends with its log."""
+
+
+class Alertmanager:
+    """A started Alertmanager: its API URL, its log so far, and a client for its API."""
+
+    def __init__(self, url: str, process: trio.Process, log: list[str]) -> None:
+        self.url = url
+        self.process = process
+        self.log = log
+        self.http = httpx.AsyncClient(base_url=url, timeout=10)
+
+    async def push(self, alerts: Sequence[dict[str, Any]]) -> None:
+        """POST /api/v2/alerts: a list of {labels, annotations, startsAt, endsAt, generatorURL}."""
+        response = await self.http.post("/api/v2/alerts", json=list(alerts))
+        if response.status_code != 200:
+            raise AssertionError(
+                f"Alertmanager refused the alerts: {response.status_code} {response.text}"
+            )
+
+    async def alerts(self, *matchers: str) -> list[dict[str, Any]]:
+        """GET /api/v2/alerts (active alerts, with Alertmanager's fingerprints) for `matchers`,
+        e.g. 'alertname="X"'."""
+        response = await self.http.get("/api/v2/alerts", params=[("filter", m) for m in matchers])
+        response.raise_for_status()
+        found: list[dict[str, Any]] = response.json()
+        return found
+
+    def log_text(self) -> str:
+        return "\n".join(self.log)
+
+
+class _Log:
+    """Alertmanager's stderr, line by line; `settled` is set once it listens or exits."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+        self.listening = False
+        self.closed = False
+        self.settled = trio.Event()
+
+    async def read(self, process: trio.Process) -> None:
+        assert process.stderr is not None
+        buffer = b""
+        async for chunk in process.stderr:
+            buffer += chunk
+            *lines, buffer = buffer.split(b"\n")
+            for line in lines:
+                text = line.decode(errors="replace")
+                self.lines.append(text)
+                if LISTENING in text and not self.listening:
+                    self.listening = True
+                    self.settled.set()
+        if buffer:
+            self.lines.append(buffer.decode(errors="replace"))
+        self.closed = True
+        self.settled.set()
+
+
+async def _stop(process: trio.Process) -> None:
+    """Kill and reap, even inside a cancelled scope."""
+    with trio.CancelScope(shield=True):
+        if process.returncode is None:
+            process.kill()
+        await process.wait()
+        if process.stderr is not None:
+            await process.stderr.aclose()
+
+
+@asynccontextmanager
+async def running_alertmanager(
+    webhook_url: str,
+    *,
+    binary: str | None = None,
+    workdir: Path | None = None,
+    start_timeout: float = 15,
+    **timers: str,
+) -> AsyncIterator[Alertmanager]:
+    """Run Alertmanager sending every alert to `webhook_url` until the block ends.
+
+    `timers` override group_wait (1s), group_interval (2s) and repeat_interval (1h).
+    `workdir` holds the config and storage; a temporary directory by default.
+    """
+    exe = binary or find_alertmanager()
+    if exe is None:
+        raise AlertmanagerError(f"no Alertmanager binary ({' or '.join(BINARY_NAMES)}) on PATH")
+    with tempfile.TemporaryDirectory(prefix="alertmanager-") as scratch:
+        base = workdir or Path(scratch)
+        config = base / "alertmanager.yml"
+        config.write_text(yaml.safe_dump(alertmanager_config(webhook_url, **timers)))
+        storage = base / "data"
+        storage.mkdir(exist_ok=True)
+        for attempt in range(1, _START_ATTEMPTS + 1):
+            port = free_port()
+            log = _Log()
+            process = await trio.lowlevel.open_process(
+                [
+                    exe,
+                    f"--config.file={config}",
+                    f"--storage.path={storage}",
+                    "--cluster.listen-address=",
+                    f"--web.listen-address=127.0.0.1:{port}",
+                ],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+            )
+            # Raised after the nursery, so callers get their own exception, not a group.
+            error: BaseException | None = None
+            try:
+                async with trio.open_nursery() as nursery:
+                    # Drains stderr for the whole block (a full pipe would stall Alertmanager).
+                    nursery.start_soon(log.read, process)
+                    # The configuration is loaded before the web server binds, so "Listening on"
+                    # in the log means ready: no polling.
+                    with trio.move_on_after(start_timeout):
+                        await log.settled.wait()
+                    if log.listening:
+                        am = Alertmanager(f"http://127.0.0.1:{port}", process, log.lines)
+                        try:
+                            # One confirmation, not a poll: it is listening already.
+                            ready = await am.http.get("/-/ready")
+                            if ready.status_code != 200:
+                                raise AlertmanagerError(
+                                    f"/-/ready answered {ready.status_code}:\n{am.log_text()}"
+                                )
+                            yield am
+                        except BaseException as exc:
+                            error = exc
+                        finally:
+                            with trio.CancelScope(shield=True):
+                                await am.http.aclose()
+                    nursery.cancel_scope.cancel()
+            finally:
+                await _stop(process)
+            if error is not None:
+                raise error
+            if log.listening:
+                return
+            if attempt < _START_ATTEMPTS and any(_PORT_TAKEN in line for line in log.lines):
+                continue
+            raise AlertmanagerError(
+                f"Alertmanager {'exited' if log.closed else 'timed out'} before listening on "
+                f"127.0.0.1:{port}:\n" + "\n".join(log.lines)
+            )
+        raise AlertmanagerError(f"no free port after {_START_ATTEMPTS} attempts")
