@@ -29,6 +29,7 @@ lint: venv
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
 	$(BIN)/mypy --strict src/alert_history
+	$(BIN)/lint-imports
 
 bench: venv
 	$(BIN)/python -m bench $(BENCH_ARGS)
