@@ -22,7 +22,7 @@ import trio
 from alert_history.actors import Hooks, deduplicator, ingest, metrics, writer
 from alert_history.config import Settings, redacted
 from alert_history.domain import FingerprintVerifier
-from alert_history.http import HttpDeps, WebhookLimits, create_app, serve_http
+from alert_history.http import HttpDeps, WebhookLimits, create_asgi, serve_http
 from alert_history.http.server import hypercorn_config
 from alert_history.messages import EventBatch, IngestRequest
 from alert_history.storage import Storage, open_storage
@@ -120,7 +120,7 @@ def build_service(
         await metrics.run(storage=storage, metrics=m, task_status=task_status)
 
     http = _HttpSlot()
-    app = create_app(
+    app = create_asgi(
         HttpDeps(
             storage=storage,
             metrics=m,

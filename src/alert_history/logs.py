@@ -5,9 +5,15 @@ from __future__ import annotations
 import contextvars
 import logging
 import sys
+import uuid
 from datetime import UTC, datetime
 
 import msgspec
+
+
+def new_request_id() -> str:
+    return uuid.uuid4().hex[:16]
+
 
 request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
 

@@ -1,7 +1,7 @@
 """The HTTP front: a Quart (trio) app served by Hypercorn."""
 
-from alert_history.http.app import HttpDeps, create_app
+from alert_history.http.app import HttpDeps, create_app, create_asgi
 from alert_history.http.server import serve_http
 from alert_history.http.webhook import WebhookLimits
 
-__all__ = ["HttpDeps", "WebhookLimits", "create_app", "serve_http"]
+__all__ = ["HttpDeps", "WebhookLimits", "create_app", "create_asgi", "serve_http"]

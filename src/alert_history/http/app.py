@@ -7,9 +7,9 @@ channel, read-only views of storage and health, and the metrics. It starts no ta
 from __future__ import annotations
 
 import logging
-import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import trio
@@ -18,10 +18,11 @@ from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
 from alert_history.errors import AlertHistoryError, StorageError
+from alert_history.http.fastpath import ASGIApp, WebhookFastPath
 from alert_history.http.history import QueryError, parse_history_query, render_page
 from alert_history.http.responses import error, field_error, json_response
 from alert_history.http.webhook import WebhookLimits, accept_webhook
-from alert_history.logs import request_id
+from alert_history.logs import new_request_id, request_id
 from alert_history.messages import IngestRequest
 from alert_history.storage import Storage
 from alert_history.telemetry import CONTENT_TYPE, Metrics
@@ -43,7 +44,26 @@ class HttpDeps:
     started_at: float
 
 
+def create_asgi(deps: HttpDeps) -> ASGIApp:
+    """The service's ASGI app: the webhook fast path in front of the Quart app."""
+    accept = partial(
+        accept_webhook,
+        ingest=deps.ingest,
+        limits=deps.limits,
+        metrics=deps.metrics,
+        wall_clock=deps.wall_clock,
+    )
+    return WebhookFastPath(
+        create_app(deps),
+        accept,
+        max_body_bytes=deps.max_body_bytes,
+        metrics=deps.metrics,
+        draining=deps.draining,
+    )
+
+
 def create_app(deps: HttpDeps) -> QuartTrio:
+    """The Quart app: every route but POST /webhook."""
     app = QuartTrio("alert_history")
     app.config.update(
         MAX_CONTENT_LENGTH=deps.max_body_bytes,
@@ -56,7 +76,7 @@ def create_app(deps: HttpDeps) -> QuartTrio:
     @app.before_request
     async def _start() -> None:
         g.started = trio.current_time()
-        rid = request.headers.get("X-Request-ID", "")[:64] or uuid.uuid4().hex[:16]
+        rid = request.headers.get("X-Request-ID", "")[:64] or new_request_id()
         g.request_id = rid
         request_id.set(rid)
 
@@ -85,29 +105,6 @@ def create_app(deps: HttpDeps) -> QuartTrio:
         if isinstance(exc, StorageError):
             return error(503, "storage unavailable, retry later", {"Retry-After": "5"})
         return error(500, "internal error")
-
-    async def webhook() -> Response:
-        length = request.content_length
-        if length is not None and length > deps.max_body_bytes:
-            deps.metrics.webhook_errors.labels("too_large").inc()
-            return error(413, f"request body is larger than {deps.max_body_bytes} bytes")
-        body = await request.get_data(cache=False)
-        assert isinstance(body, bytes)
-        answer = await accept_webhook(
-            body,
-            request.headers.get("Content-Type"),
-            ingest=deps.ingest,
-            limits=deps.limits,
-            metrics=deps.metrics,
-            wall_clock=deps.wall_clock,
-        )
-        headers = None
-        if answer.retry_after is not None:
-            headers = {"Retry-After": str(answer.retry_after)}
-        return json_response(answer.body, answer.status, headers)
-
-    app.add_url_rule("/webhook", "webhook", webhook, methods=["POST"], strict_slashes=False)
-    app.add_url_rule("/webhook/", "webhook_slash", webhook, methods=["POST"])
 
     @app.get("/history")
     async def history() -> Response:

@@ -8,7 +8,8 @@ from functools import partial
 import trio
 from hypercorn.config import Config
 from hypercorn.trio import serve
-from quart_trio import QuartTrio
+
+from alert_history.http.fastpath import ASGIApp
 
 
 def hypercorn_config(host: str, port: int, *, graceful_timeout: float, keep_alive: float) -> Config:
@@ -24,7 +25,7 @@ def hypercorn_config(host: str, port: int, *, graceful_timeout: float, keep_aliv
 
 
 async def serve_http(
-    app: QuartTrio,
+    app: ASGIApp,
     config: Config,
     *,
     shutdown: trio.Event,
