@@ -81,6 +81,19 @@ class WriteOutcome(msgspec.Struct, frozen=True):
     repeated: int
 
 
+class CurrentState(msgspec.Struct, frozen=True, kw_only=True):
+    """The latest state of one fingerprint."""
+
+    fingerprint: str
+    status: Status
+    starts_at: int
+    ends_at: int
+    alertname: str
+    namespace: str | None
+    severity: str | None
+    updated_at: int
+
+
 class HistoryQuery(msgspec.Struct, frozen=True, kw_only=True):
     """Filters of GET /history; times in ns; `before_id` is the keyset cursor."""
 

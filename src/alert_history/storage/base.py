@@ -7,7 +7,13 @@ from typing import Protocol
 
 import msgspec
 
-from alert_history.models import AlertEvent, HistoryPage, HistoryQuery, WriteOutcome
+from alert_history.models import (
+    AlertEvent,
+    CurrentState,
+    HistoryPage,
+    HistoryQuery,
+    WriteOutcome,
+)
 
 
 class StorageStats(msgspec.Struct, frozen=True):
@@ -28,6 +34,10 @@ class Storage(Protocol):
 
     async def history(self, query: HistoryQuery) -> HistoryPage:
         """Return events newest first (by arrival) with the total matching `query`."""
+        ...
+
+    async def current_state(self, fingerprint: str) -> CurrentState | None:
+        """Return the latest state of `fingerprint`, or None if it was never seen."""
         ...
 
     async def ping(self) -> None:

@@ -7,6 +7,7 @@ sequence for all the requests that waited, and it becomes one transaction.
 
 from __future__ import annotations
 
+import functools
 import os
 import queue
 import sqlite3
@@ -19,7 +20,14 @@ import msgspec
 import trio
 
 from alert_history.errors import StorageError, StorageUnavailable
-from alert_history.models import AlertEvent, HistoryPage, HistoryQuery, StoredEvent, WriteOutcome
+from alert_history.models import (
+    AlertEvent,
+    CurrentState,
+    HistoryPage,
+    HistoryQuery,
+    StoredEvent,
+    WriteOutcome,
+)
 from alert_history.storage.base import StorageStats
 from alert_history.storage.migrations import Migration, known_migrations, pending
 
@@ -28,32 +36,46 @@ T = TypeVar("T")
 _encode_map = msgspec.json.Encoder(order="sorted").encode
 _decode_map = msgspec.json.Decoder(dict[str, str]).decode
 
-_INSERT_EVENT = """
-INSERT INTO alert_events (fingerprint, status, starts_at, ends_at, alertname, namespace, severity,
-    labels, annotations, generator_url, receiver, group_key, source, fingerprint_computed,
-    first_seen, last_seen, notify_count)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+_EVENT_FIELDS = (
+    "fingerprint, status, starts_at, ends_at, alertname, namespace, severity, labels, "
+    "annotations, generator_url, receiver, group_key, source, fingerprint_computed, "
+    "first_seen, last_seen, notify_count"
+)
+_CURRENT_FIELDS = (
+    "fingerprint, status, starts_at, ends_at, alertname, namespace, severity, updated_at"
+)
+# Rows per statement: 17 parameters a row stays far below SQLite's 32,766 variables.
+_CHUNK = 500
+
+
+@functools.lru_cache(maxsize=64)
+def _insert_events(rows: int) -> str:
+    values = ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"] * rows)
+    return f"""
+INSERT INTO alert_events ({_EVENT_FIELDS}) VALUES {values}
 ON CONFLICT (fingerprint, starts_at, status, ends_at) DO UPDATE SET
     notify_count = notify_count + excluded.notify_count,
     last_seen = max(last_seen, excluded.last_seen),
     annotations = excluded.annotations
-RETURNING id, notify_count
 """
+
 
 # Out-of-order deliveries never move the current state back: a later episode wins, and within
 # one episode `resolved` wins over `firing`.
-_UPSERT_CURRENT = """
-INSERT INTO alert_current (fingerprint, event_id, status, starts_at, ends_at, alertname,
-    namespace, severity, updated_at)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+@functools.lru_cache(maxsize=64)
+def _upsert_current(rows: int) -> str:
+    values = ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?)"] * rows)
+    return f"""
+INSERT INTO alert_current ({_CURRENT_FIELDS}) VALUES {values}
 ON CONFLICT (fingerprint) DO UPDATE SET
-    event_id = excluded.event_id, status = excluded.status, starts_at = excluded.starts_at,
-    ends_at = excluded.ends_at, alertname = excluded.alertname, namespace = excluded.namespace,
+    status = excluded.status, starts_at = excluded.starts_at, ends_at = excluded.ends_at,
+    alertname = excluded.alertname, namespace = excluded.namespace,
     severity = excluded.severity, updated_at = excluded.updated_at
 WHERE excluded.starts_at > alert_current.starts_at
    OR (excluded.starts_at = alert_current.starts_at
        AND (excluded.status = 'resolved' OR alert_current.status = 'firing'))
 """
+
 
 _EVENT_COLUMNS = (
     "id, fingerprint, status, starts_at, ends_at, alertname, namespace, severity, labels, "
@@ -165,61 +187,44 @@ class SQLiteStorage:
 
     @staticmethod
     def _write_events_sync(conn: sqlite3.Connection, events: Sequence[AlertEvent]) -> WriteOutcome:
-        inserted = repeated = 0
+        # One multi-row statement per chunk: every call into sqlite3 hands the GIL back to the
+        # event loop thread, and getting it back costs more than the statement itself.
         conn.execute("BEGIN IMMEDIATE")
         try:
-            for ev in events:
-                row = conn.execute(
-                    _INSERT_EVENT,
-                    (
-                        ev.fingerprint,
-                        ev.status,
-                        ev.starts_at,
-                        ev.ends_at,
-                        ev.alertname,
-                        ev.namespace,
-                        ev.severity,
-                        _encode_map(ev.labels),
-                        _encode_map(ev.annotations),
-                        ev.generator_url,
-                        ev.receiver,
-                        ev.group_key,
-                        ev.source,
-                        int(ev.fingerprint_computed),
-                        ev.received_at,
-                        ev.received_at,
-                        ev.notify_count,
-                    ),
-                ).fetchone()
-                event_id, count = row
-                if count == ev.notify_count:
-                    inserted += 1
-                else:
-                    repeated += 1
-                conn.execute(
-                    _UPSERT_CURRENT,
-                    (
-                        ev.fingerprint,
-                        event_id,
-                        ev.status,
-                        ev.starts_at,
-                        ev.ends_at,
-                        ev.alertname,
-                        ev.namespace,
-                        ev.severity,
-                        ev.received_at,
-                    ),
-                )
+            (before,) = conn.execute("SELECT coalesce(max(id), 0) FROM alert_events").fetchone()
+            for start in range(0, len(events), _CHUNK):
+                chunk = events[start : start + _CHUNK]
+                conn.execute(_insert_events(len(chunk)), _event_params(chunk))
+                conn.execute(_upsert_current(len(chunk)), _current_params(chunk))
+            (after,) = conn.execute("SELECT coalesce(max(id), 0) FROM alert_events").fetchone()
             conn.execute("COMMIT")
         except Exception:
             conn.execute("ROLLBACK")
             raise
-        return WriteOutcome(inserted, repeated)
+        # ids grow by one per new row (INTEGER PRIMARY KEY, newest row never deleted first)
+        inserted = after - before
+        return WriteOutcome(inserted, len(events) - inserted)
 
     # -- reads -----------------------------------------------------------------------------
 
     async def history(self, query: HistoryQuery) -> HistoryPage:
         return await self._read(lambda conn: _history_sync(conn, query))
+
+    async def current_state(self, fingerprint: str) -> CurrentState | None:
+        def run(conn: sqlite3.Connection) -> CurrentState | None:
+            row = conn.execute(
+                f"SELECT {_CURRENT_FIELDS} FROM alert_current WHERE fingerprint = ?",
+                (fingerprint,),
+            ).fetchone()
+            if row is None:
+                return None
+            fp, status, starts, ends, name, ns, sev, updated = row
+            return CurrentState(
+                fingerprint=fp, status=status, starts_at=starts, ends_at=ends, alertname=name,
+                namespace=ns, severity=sev, updated_at=updated,
+            )  # fmt: skip
+
+        return await self._read(run)
 
     async def ping(self) -> None:
         await self._read(lambda conn: conn.execute("SELECT 1").fetchone())
@@ -258,6 +263,28 @@ class SQLiteStorage:
             yield conn
         finally:
             self._readers.put(conn)
+
+
+def _event_params(events: Sequence[AlertEvent]) -> list[object]:
+    params: list[object] = []
+    for ev in events:
+        params += (
+            ev.fingerprint, ev.status, ev.starts_at, ev.ends_at, ev.alertname, ev.namespace,
+            ev.severity, _encode_map(ev.labels), _encode_map(ev.annotations), ev.generator_url,
+            ev.receiver, ev.group_key, ev.source, int(ev.fingerprint_computed), ev.received_at,
+            ev.received_at, ev.notify_count,
+        )  # fmt: skip
+    return params
+
+
+def _current_params(events: Sequence[AlertEvent]) -> list[object]:
+    params: list[object] = []
+    for ev in events:
+        params += (
+            ev.fingerprint, ev.status, ev.starts_at, ev.ends_at, ev.alertname, ev.namespace,
+            ev.severity, ev.received_at,
+        )  # fmt: skip
+    return params
 
 
 def _translated(fn: Callable[[sqlite3.Connection], T], conn: sqlite3.Connection) -> T:

@@ -31,7 +31,6 @@ CREATE INDEX ix_alert_events_starts_at ON alert_events (starts_at);
 -- The current state per fingerprint, updated in place.
 CREATE TABLE alert_current (
     fingerprint   TEXT    PRIMARY KEY,
-    event_id      INTEGER NOT NULL REFERENCES alert_events (id),
     status        TEXT    NOT NULL,
     starts_at     INTEGER NOT NULL,
     ends_at       INTEGER NOT NULL,

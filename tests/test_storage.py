@@ -1,0 +1,182 @@
+"""The storage contract, run against every backend (SQLite now; PostgreSQL joins in #3)."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import msgspec
+import pytest
+import trio
+
+from alert_history.errors import SchemaTooNew, StorageError
+from alert_history.models import AlertEvent, HistoryQuery
+from alert_history.storage import SQLiteStorage, Storage, open_storage
+
+T0 = 1_700_000_000_000_000_000
+MINUTE = 60_000_000_000
+
+
+def event(
+    fp: str = "f1",
+    *,
+    status: str = "firing",
+    starts_at: int = T0,
+    ends_at: int = 0,
+    received_at: int = T0,
+    count: int = 1,
+    name: str = "A",
+    annotations: dict[str, str] | None = None,
+) -> AlertEvent:
+    return AlertEvent(
+        fingerprint=fp, status="resolved" if status == "resolved" else "firing",
+        starts_at=starts_at, ends_at=ends_at, alertname=name, namespace="ns", severity="warning",
+        labels={"alertname": name, "fp": fp}, annotations=annotations or {"summary": "s"},
+        generator_url="", receiver="r", group_key="g", source="alertmanager",
+        received_at=received_at, notify_count=count,
+    )  # fmt: skip
+
+
+@pytest.fixture(params=["sqlite"])
+async def storage(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Storage]:
+    backend = await open_storage(f"sqlite:///{tmp_path}/contract.db")
+    try:
+        yield backend
+    finally:
+        await backend.aclose()
+
+
+async def test_a_new_state_is_inserted_and_a_repeat_is_counted(storage: Storage) -> None:
+    first = await storage.write_events([event(), event("f2")])
+    assert (first.inserted, first.repeated) == (2, 0)
+    again = await storage.write_events([event(received_at=T0 + MINUTE, count=3)])
+    assert (again.inserted, again.repeated) == (0, 1)
+    page = await storage.history(HistoryQuery(fingerprint="f1"))
+    assert page.total == 1
+    (row,) = page.events
+    assert row.notify_count == 4
+    assert (row.first_seen, row.last_seen) == (T0, T0 + MINUTE)
+
+
+async def test_the_same_state_twice_in_one_transaction_is_one_row(storage: Storage) -> None:
+    outcome = await storage.write_events([event(), event(received_at=T0 + 1)])
+    assert (outcome.inserted, outcome.repeated) == (1, 1)
+    (row,) = (await storage.history(HistoryQuery())).events
+    assert row.notify_count == 2
+
+
+async def test_every_distinct_state_of_an_alert_is_its_own_row(storage: Storage) -> None:
+    await storage.write_events(
+        [
+            event(),
+            event(status="resolved", ends_at=T0 + MINUTE),
+            event(starts_at=T0 + 2 * MINUTE),  # the next episode
+        ]
+    )
+    page = await storage.history(HistoryQuery(fingerprint="f1"))
+    assert [(e.status, e.starts_at, e.ends_at) for e in page.events] == [
+        ("firing", T0 + 2 * MINUTE, 0),
+        ("resolved", T0, T0 + MINUTE),
+        ("firing", T0, 0),
+    ]
+
+
+async def test_current_state_moves_forward_only(storage: Storage) -> None:
+    await storage.write_events([event(status="resolved", ends_at=T0 + MINUTE)])
+    await storage.write_events([event()])  # a late firing resend of the same episode
+    current = await storage.current_state("f1")
+    assert current is not None
+    assert (current.status, current.ends_at) == ("resolved", T0 + MINUTE)
+
+    await storage.write_events([event(starts_at=T0 + 5 * MINUTE, received_at=T0 + 5 * MINUTE)])
+    current = await storage.current_state("f1")
+    assert current is not None
+    assert (current.status, current.starts_at) == ("firing", T0 + 5 * MINUTE)
+
+    await storage.write_events([event(status="resolved", ends_at=T0 + MINUTE)])  # old episode
+    current = await storage.current_state("f1")
+    assert current is not None
+    assert (current.status, current.starts_at) == ("firing", T0 + 5 * MINUTE)
+    assert await storage.current_state("unknown") is None
+
+
+async def test_latest_annotations_are_kept_for_a_repeated_state(storage: Storage) -> None:
+    await storage.write_events([event(annotations={"value": "1"})])
+    await storage.write_events([event(annotations={"value": "2"})])
+    (row,) = (await storage.history(HistoryQuery())).events
+    assert row.annotations == {"value": "2"}
+
+
+async def test_history_pages_newest_first_with_a_keyset_cursor(storage: Storage) -> None:
+    await storage.write_events([event(f"f{i}", received_at=T0 + i) for i in range(7)])
+    first = await storage.history(HistoryQuery(limit=3))
+    assert [e.fingerprint for e in first.events] == ["f6", "f5", "f4"]
+    assert first.total == 7
+    await storage.write_events([event("late", received_at=T0 + 100)])
+    second = await storage.history(HistoryQuery(limit=3, before_id=first.next_before_id))
+    assert [e.fingerprint for e in second.events] == ["f3", "f2", "f1"]
+    third = await storage.history(HistoryQuery(limit=3, before_id=second.next_before_id))
+    assert [e.fingerprint for e in third.events] == ["f0"]
+    assert third.next_before_id is None
+
+
+async def test_large_batches_span_several_statements(storage: Storage) -> None:
+    events = [event(f"f{i}") for i in range(1_234)]
+    outcome = await storage.write_events(events)
+    assert outcome.inserted == 1_234
+    assert (await storage.history(HistoryQuery(limit=1))).total == 1_234
+    stats = await storage.stats()
+    assert (stats.events, stats.current, stats.firing) == (1_234, 1_234, 1_234)
+
+
+async def test_concurrent_writers_still_store_each_state_once(storage: Storage) -> None:
+    async with trio.open_nursery() as nursery:
+        for _ in range(5):
+            nursery.start_soon(storage.write_events, [event(), event("f2")])
+    page = await storage.history(HistoryQuery())
+    assert sorted((e.fingerprint, e.notify_count) for e in page.events) == [("f1", 5), ("f2", 5)]
+
+
+async def test_unicode_and_large_values_round_trip(storage: Storage) -> None:
+    labels = {
+        "alertname": "Ünï",
+        "emoji": "🔥🚒",
+        "rtl": "שלום",
+        "big": "x" * 65_536,
+        "nul": "a\0b",
+    }
+    ev = msgspec.structs.replace(event(), labels=labels)
+    await storage.write_events([ev])
+    (row,) = (await storage.history(HistoryQuery())).events
+    assert row.labels == labels
+
+
+async def test_a_schema_newer_than_the_code_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "new.db"
+    await (await open_storage(f"sqlite:///{path}")).aclose()  # creates and migrates
+    with sqlite3.connect(path) as conn:
+        conn.execute("INSERT INTO schema_migrations VALUES (9999, 'future', 'x', 'now')")
+    with pytest.raises(SchemaTooNew, match="newer than this code knows"):
+        await open_storage(f"sqlite:///{path}")
+
+
+async def test_an_edited_migration_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "edited.db"
+    storage = await open_storage(f"sqlite:///{path}")
+    await storage.aclose()
+    with sqlite3.connect(path) as conn:
+        conn.execute("UPDATE schema_migrations SET checksum = 'tampered' WHERE version = 1")
+    with pytest.raises(StorageError, match="checksum mismatch"):
+        await open_storage(f"sqlite:///{path}")
+
+
+async def test_pending_migrations_stop_start_up_when_auto_migrate_is_off(tmp_path: Path) -> None:
+    with pytest.raises(StorageError, match="migrations pending"):
+        await open_storage(f"sqlite:///{tmp_path}/fresh.db", migrate=False)
+    storage = SQLiteStorage(str(tmp_path / "fresh.db"))
+    await storage.open(migrate=False, check=False)
+    assert [m.name for m in await storage.migrate(dry_run=True)] == ["initial"]
+    assert [m.name for m in await storage.migrate()] == ["initial"]
+    assert await storage.migrate() == []
+    await storage.aclose()
