@@ -8,6 +8,7 @@ there for the next incarnation (the supervisor owns the channel).
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable
 
 import trio
@@ -52,6 +53,7 @@ async def run(
         task_status.started()
         async for request in inbox:
             events = to_events(request.batch, wall_clock_ns())
-            for event in events:
-                metrics.webhook_events.labels(event.alertname, event.status).inc()
+            counts = Counter((event.alertname, event.status) for event in events)
+            for (alertname, status), count in counts.items():
+                metrics.webhook_events.labels(alertname, status).inc(count)
             await outbox.send(EventBatch(events, request.reply))

@@ -7,6 +7,7 @@ Alertmanager sends up to 9 fractional digits and any UTC offset; `0001-01-01T00:
 from __future__ import annotations
 
 import calendar
+import functools
 import re
 from datetime import UTC, datetime
 
@@ -23,6 +24,7 @@ _RFC3339 = re.compile(
 )
 
 
+@functools.lru_cache(maxsize=16_384)  # Alertmanager re-sends the same timestamps all the time
 def parse_rfc3339_ns(text: str) -> int:
     """Return nanoseconds since the epoch, or `NONE_NS` for Go's zero time.
 
