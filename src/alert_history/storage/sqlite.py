@@ -192,16 +192,19 @@ class SQLiteStorage:
         conn.execute("BEGIN IMMEDIATE")
         try:
             (before,) = conn.execute("SELECT coalesce(max(id), 0) FROM alert_events").fetchone()
+            after = before
             for start in range(0, len(events), _CHUNK):
                 chunk = events[start : start + _CHUNK]
-                conn.execute(_insert_events(len(chunk)), _event_params(chunk))
+                cursor = conn.execute(_insert_events(len(chunk)), _event_params(chunk))
+                # the rowid of the last row this statement inserted; repeats do not move it
+                after = max(after, cursor.lastrowid or 0)
                 conn.execute(_upsert_current(len(chunk)), _current_params(chunk))
-            (after,) = conn.execute("SELECT coalesce(max(id), 0) FROM alert_events").fetchone()
             conn.execute("COMMIT")
         except Exception:
             conn.execute("ROLLBACK")
             raise
-        # ids grow by one per new row (INTEGER PRIMARY KEY, newest row never deleted first)
+        # new rows get max(id) + 1, + 2, ... (INTEGER PRIMARY KEY; the newest row is never
+        # deleted first), so the ids they took say how many were inserted
         inserted = after - before
         return WriteOutcome(inserted, len(events) - inserted)
 
