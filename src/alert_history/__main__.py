@@ -17,6 +17,8 @@ from alert_history.logs import configure_logging
 
 log = logging.getLogger("alert_history")
 
+GIL_SWITCH_INTERVAL = 0.0001  # seconds
+
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -56,6 +58,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _serve(settings: Settings) -> int:
     from alert_history.app import run_service  # heavy imports only when serving
 
+    # Storage calls run in worker threads that need the GIL back after every database call;
+    # with the default 5 ms switch interval a busy event loop makes each commit wait up to that
+    # long per call (bench/RESULTS.md). The loop only yields the GIL when a thread waits for it.
+    sys.setswitchinterval(GIL_SWITCH_INTERVAL)
     failed: list[SupervisorGaveUp] = []
     try:
         trio.run(lambda: run_service(settings, handle_signals=True))

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 import signal
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -31,8 +30,6 @@ from alert_history.supervisor import ChildSpec, Restart, Supervisor
 from alert_history.telemetry import Metrics
 
 log = logging.getLogger("alert_history.app")
-
-GIL_SWITCH_INTERVAL = 0.0005
 
 
 @dataclass
@@ -212,10 +209,6 @@ async def run_service(
 ) -> None:
     """Open storage, run the tree until stopped (SIGTERM when `handle_signals`), close storage."""
     log.info("starting", extra={"settings": redacted(settings)})
-    # Storage calls run in worker threads that need the GIL back after every database call;
-    # with the default 5 ms switch interval a busy event loop makes each commit wait that long
-    # per call (bench/RESULTS.md). 0.5 ms keeps commits short at a small cost in switches.
-    sys.setswitchinterval(GIL_SWITCH_INTERVAL)
     storage = await open_storage(settings.database.url, migrate=settings.database.auto_migrate)
     try:
         service = build_service(settings, storage, hooks=hooks or Hooks())
