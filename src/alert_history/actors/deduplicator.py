@@ -30,9 +30,11 @@ def fold(events: list[AlertEvent], verifier: FingerprintVerifier) -> list[AlertE
         key = (fp, event.starts_at, event.status, event.ends_at)
         previous = merged.get(key)
         if previous is None:
-            merged[key] = msgspec.structs.replace(
-                event, fingerprint=fp, fingerprint_computed=computed
-            )
+            if fp != event.fingerprint:
+                event = msgspec.structs.replace(
+                    event, fingerprint=fp, fingerprint_computed=computed
+                )
+            merged[key] = event
         else:
             merged[key] = msgspec.structs.replace(
                 event,

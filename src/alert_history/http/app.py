@@ -95,7 +95,6 @@ def create_app(deps: HttpDeps) -> QuartTrio:
     async def _http_error(exc: HTTPException) -> Response:
         status = exc.code or 500
         if status == 413:
-            deps.metrics.webhook_errors.labels("too_large").inc()
             return error(413, f"request body is larger than {deps.max_body_bytes} bytes")
         return error(status, exc.description or exc.name)
 
