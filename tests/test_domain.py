@@ -96,3 +96,45 @@ def test_missing_field_is_named_by_its_path() -> None:
     with pytest.raises(InvalidPayload) as info:
         decode_alertmanager_webhook(b'{"alerts": [{"labels": {}}]}')
     assert (info.value.status, info.value.path) == (422, "$.alerts[0].startsAt")
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+    max_leaves=20,
+)
+alert_like = st.fixed_dictionaries(
+    {},
+    optional={
+        "labels": json_values | st.dictionaries(st.text(), st.text(), max_size=3),
+        "annotations": json_values,
+        "startsAt": json_values | st.just("2026-11-27T10:00:00.123456789Z"),
+        "endsAt": json_values | st.just("0001-01-01T00:00:00Z"),
+        "status": json_values | st.sampled_from(["firing", "resolved"]),
+        "fingerprint": json_values,
+    },
+)
+
+
+@given(
+    st.fixed_dictionaries({}, optional={"alerts": st.lists(alert_like, max_size=3) | json_values})
+    | json_values
+)
+def test_any_json_is_either_accepted_or_rejected_with_a_named_field(value: object) -> None:
+    body = json.dumps(value).encode()
+    try:
+        batch = decode_alertmanager_webhook(body)
+    except InvalidPayload as exc:
+        assert exc.status in (400, 422)
+        assert exc.path.startswith("$")
+        assert exc.message
+    else:
+        assert all(a.starts_at != NONE_NS for a in batch.alerts)
+
+
+@given(st.binary(max_size=200))
+def test_any_bytes_are_either_accepted_or_rejected_with_a_4xx(body: bytes) -> None:
+    try:
+        decode_alertmanager_webhook(body)
+    except InvalidPayload as exc:
+        assert exc.status in (400, 422)

@@ -221,3 +221,16 @@ def test_migrate_applies_then_reports_up_to_date_and_a_newer_schema_is_refused(
     refused = cli("migrate", env=env)
     assert refused.returncode == 1
     assert "newer than this code knows" in refused.stderr
+
+
+async def test_an_unsafe_request_id_is_replaced(client: httpx.AsyncClient) -> None:
+    for path in ("/healthz", "/webhook"):
+        response = await client.request(
+            "POST" if path == "/webhook" else "GET",
+            path,
+            headers={"X-Request-ID": "bad id\twith spaces"},
+            content=fixture_body("single") if path == "/webhook" else None,
+        )
+        rid = response.headers["X-Request-ID"]
+        assert rid != "bad id\twith spaces"
+        assert len(rid) == 16

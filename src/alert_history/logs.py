@@ -4,14 +4,20 @@ from __future__ import annotations
 
 import contextvars
 import logging
+import re
 import sys
 import uuid
 from datetime import UTC, datetime
 
 import msgspec
 
+_SAFE_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}\Z")
 
-def new_request_id() -> str:
+
+def request_id_from(header: str | None) -> str:
+    """The caller's X-Request-ID when it is a short plain token, else a new random one."""
+    if header and _SAFE_ID.match(header):
+        return header
     return uuid.uuid4().hex[:16]
 
 

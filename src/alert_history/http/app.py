@@ -22,7 +22,7 @@ from alert_history.http.fastpath import ASGIApp, WebhookFastPath
 from alert_history.http.history import QueryError, parse_history_query, render_page
 from alert_history.http.responses import error, field_error, json_response
 from alert_history.http.webhook import WebhookLimits, accept_webhook
-from alert_history.logs import new_request_id, request_id
+from alert_history.logs import request_id, request_id_from
 from alert_history.messages import IngestRequest
 from alert_history.storage import Storage
 from alert_history.telemetry import CONTENT_TYPE, Metrics
@@ -76,7 +76,7 @@ def create_app(deps: HttpDeps) -> QuartTrio:
     @app.before_request
     async def _start() -> None:
         g.started = trio.current_time()
-        rid = request.headers.get("X-Request-ID", "")[:64] or new_request_id()
+        rid = request_id_from(request.headers.get("X-Request-ID"))
         g.request_id = rid
         request_id.set(rid)
 

@@ -22,7 +22,7 @@ from hypercorn.typing import (
 )
 
 from alert_history.http.webhook import WebhookAnswer
-from alert_history.logs import new_request_id, request_id
+from alert_history.logs import request_id, request_id_from
 from alert_history.telemetry import Metrics
 
 ASGIApp = ASGIFramework
@@ -68,7 +68,7 @@ class WebhookFastPath:
     ) -> None:
         started = trio.current_time()
         headers = _headers(scope)
-        rid = headers.get("x-request-id", "")[:64] or new_request_id()
+        rid = request_id_from(headers.get("x-request-id"))
         token = request_id.set(rid)
         try:
             answer = await self._answer(headers, receive)
