@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+import shutil
+import tempfile
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from functools import partial
 from pathlib import Path
@@ -14,6 +16,7 @@ import trio
 from alert_history.actors import Hooks
 from alert_history.app import Service, run_service
 from alert_history.config import Settings, load_settings
+from tests.pg import PostgresServer, find_pg_bin
 from tests.support import service_env
 
 SettingsFactory = Callable[..., Settings]
@@ -49,3 +52,26 @@ async def service(make_settings: SettingsFactory) -> AsyncIterator[Service]:
 async def client(service: Service) -> AsyncIterator[httpx.AsyncClient]:
     async with httpx.AsyncClient(base_url=service.url, timeout=30) as http:
         yield http
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """One throwaway PostgreSQL for the test session; tests take fresh databases from it."""
+    bin_dir = find_pg_bin()
+    if bin_dir is None:
+        pytest.fail("PostgreSQL is not installed: `make test` installs it (apt-get postgresql)")
+    # not under pytest's tmp_path: that is private to root, and the server may run as `postgres`
+    base = Path(tempfile.mkdtemp(prefix="alert-history-pg-"))
+    server = PostgresServer(base, bin_dir)
+    try:
+        server.init()
+        server.start()
+        yield server
+    finally:
+        server.stop()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture
+def pg_url(postgres: PostgresServer) -> str:
+    return postgres.create_database()

@@ -1,4 +1,4 @@
-"""The storage contract, run against every backend (SQLite now; PostgreSQL joins in #3)."""
+"""The storage contract, run against every backend: SQLite and a real PostgreSQL."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import trio
 from alert_history.errors import SchemaTooNew, StorageError
 from alert_history.models import AlertEvent, HistoryQuery
 from alert_history.storage import SQLiteStorage, Storage, open_storage
+from tests.pg import PostgresServer
 
 T0 = 1_700_000_000_000_000_000
 MINUTE = 60_000_000_000
@@ -38,9 +39,17 @@ def event(
     )  # fmt: skip
 
 
-@pytest.fixture(params=["sqlite"])
-async def storage(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Storage]:
-    backend = await open_storage(f"sqlite:///{tmp_path}/contract.db")
+@pytest.fixture(params=["sqlite", "postgres"])
+def storage_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path}/contract.db"
+    server: PostgresServer = request.getfixturevalue("postgres")
+    return server.create_database()
+
+
+@pytest.fixture
+async def storage(storage_url: str) -> AsyncIterator[Storage]:
+    backend = await open_storage(storage_url)
     try:
         yield backend
     finally:

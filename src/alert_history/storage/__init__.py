@@ -5,16 +5,39 @@ from __future__ import annotations
 from alert_history.errors import StorageError
 from alert_history.storage.base import Storage, StorageStats
 from alert_history.storage.migrations import Migration
+from alert_history.storage.postgres import PostgresStorage
 from alert_history.storage.sqlite import SQLiteStorage, sqlite_path
 
 
-async def open_storage(url: str, *, migrate: bool = True, check: bool = True) -> SQLiteStorage:
+async def open_storage(
+    url: str,
+    *,
+    migrate: bool = True,
+    check: bool = True,
+    pool_size: int = 10,
+    query_timeout: float = 30.0,
+) -> SQLiteStorage | PostgresStorage:
     """Open the backend named by `url`, applying migrations unless `migrate` is false."""
     if url.startswith("sqlite://"):
         storage = SQLiteStorage(sqlite_path(url))
         await storage.open(migrate=migrate, check=check)
         return storage
+    if url.startswith(("postgresql://", "postgres://")):
+        backend = PostgresStorage(url, pool_size=pool_size, statement_timeout=query_timeout)
+        try:
+            await backend.open(migrate=migrate, check=check)
+        except BaseException:
+            await backend.aclose()
+            raise
+        return backend
     raise StorageError(f"unsupported database URL scheme: {url.split(':', 1)[0]!r}")
 
 
-__all__ = ["Migration", "SQLiteStorage", "Storage", "StorageStats", "open_storage"]
+__all__ = [
+    "Migration",
+    "PostgresStorage",
+    "SQLiteStorage",
+    "Storage",
+    "StorageStats",
+    "open_storage",
+]

@@ -14,9 +14,8 @@ import sqlite3
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import TypeVar
 
-import msgspec
 import trio
 
 from alert_history.errors import StorageError, StorageUnavailable
@@ -25,34 +24,33 @@ from alert_history.models import (
     CurrentState,
     HistoryPage,
     HistoryQuery,
-    StoredEvent,
     WriteOutcome,
 )
 from alert_history.storage.base import StorageStats
 from alert_history.storage.migrations import Migration, known_migrations, pending
+from alert_history.storage.sql import (
+    CURRENT_FIELDS,
+    EVENT_COLUMNS,
+    EVENT_FIELDS,
+    current_params,
+    current_winners,
+    event_params,
+    fold_group,
+    history_filters,
+    row_to_event,
+    values,
+)
 
 T = TypeVar("T")
 
-_encode_map = msgspec.json.Encoder(order="sorted").encode
-_decode_map = msgspec.json.Decoder(dict[str, str]).decode
-
-_EVENT_FIELDS = (
-    "fingerprint, status, starts_at, ends_at, alertname, namespace, severity, labels, "
-    "annotations, generator_url, receiver, group_key, source, fingerprint_computed, "
-    "first_seen, last_seen, notify_count"
-)
-_CURRENT_FIELDS = (
-    "fingerprint, status, starts_at, ends_at, alertname, namespace, severity, updated_at"
-)
 # Rows per statement: 17 parameters a row stays far below SQLite's 32,766 variables.
 _CHUNK = 500
 
 
 @functools.lru_cache(maxsize=64)
 def _insert_events(rows: int) -> str:
-    values = ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"] * rows)
     return f"""
-INSERT INTO alert_events ({_EVENT_FIELDS}) VALUES {values}
+INSERT INTO alert_events ({EVENT_FIELDS}) VALUES {values(rows, 17, "?")}
 ON CONFLICT (fingerprint, starts_at, status, ends_at) DO UPDATE SET
     notify_count = notify_count + excluded.notify_count,
     last_seen = max(last_seen, excluded.last_seen),
@@ -64,9 +62,8 @@ ON CONFLICT (fingerprint, starts_at, status, ends_at) DO UPDATE SET
 # one episode `resolved` wins over `firing`.
 @functools.lru_cache(maxsize=64)
 def _upsert_current(rows: int) -> str:
-    values = ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?)"] * rows)
     return f"""
-INSERT INTO alert_current ({_CURRENT_FIELDS}) VALUES {values}
+INSERT INTO alert_current ({CURRENT_FIELDS}) VALUES {values(rows, 8, "?")}
 ON CONFLICT (fingerprint) DO UPDATE SET
     status = excluded.status, starts_at = excluded.starts_at, ends_at = excluded.ends_at,
     alertname = excluded.alertname, namespace = excluded.namespace,
@@ -77,10 +74,7 @@ WHERE excluded.starts_at > alert_current.starts_at
 """
 
 
-_EVENT_COLUMNS = (
-    "id, fingerprint, status, starts_at, ends_at, alertname, namespace, severity, labels, "
-    "annotations, generator_url, receiver, source, first_seen, last_seen, notify_count"
-)
+_EVENT_COLUMNS = EVENT_COLUMNS.format(labels="labels", annotations="annotations")
 
 
 def sqlite_path(url: str) -> str:
@@ -183,10 +177,15 @@ class SQLiteStorage:
     # -- writes ----------------------------------------------------------------------------
 
     async def write_events(self, events: Sequence[AlertEvent]) -> WriteOutcome:
-        return await self._write(lambda conn: self._write_events_sync(conn, events))
+        rows = fold_group(events)
+        current = current_winners(rows)
+        inserted = await self._write(lambda conn: self._write_events_sync(conn, rows, current))
+        return WriteOutcome(inserted, len(events) - inserted)
 
     @staticmethod
-    def _write_events_sync(conn: sqlite3.Connection, events: Sequence[AlertEvent]) -> WriteOutcome:
+    def _write_events_sync(
+        conn: sqlite3.Connection, events: Sequence[AlertEvent], current: Sequence[AlertEvent]
+    ) -> int:
         # One multi-row statement per chunk: every call into sqlite3 hands the GIL back to the
         # event loop thread, and getting it back costs more than the statement itself.
         conn.execute("BEGIN IMMEDIATE")
@@ -195,18 +194,19 @@ class SQLiteStorage:
             after = before
             for start in range(0, len(events), _CHUNK):
                 chunk = events[start : start + _CHUNK]
-                cursor = conn.execute(_insert_events(len(chunk)), _event_params(chunk))
+                cursor = conn.execute(_insert_events(len(chunk)), event_params(chunk))
                 # the rowid of the last row this statement inserted; repeats do not move it
                 after = max(after, cursor.lastrowid or 0)
-                conn.execute(_upsert_current(len(chunk)), _current_params(chunk))
+            for start in range(0, len(current), _CHUNK):
+                chunk = current[start : start + _CHUNK]
+                conn.execute(_upsert_current(len(chunk)), current_params(chunk))
             conn.execute("COMMIT")
         except Exception:
             conn.execute("ROLLBACK")
             raise
         # new rows get max(id) + 1, + 2, ... (INTEGER PRIMARY KEY; the newest row is never
         # deleted first), so the ids they took say how many were inserted
-        inserted = after - before
-        return WriteOutcome(inserted, len(events) - inserted)
+        return int(after - before)
 
     # -- reads -----------------------------------------------------------------------------
 
@@ -216,7 +216,7 @@ class SQLiteStorage:
     async def current_state(self, fingerprint: str) -> CurrentState | None:
         def run(conn: sqlite3.Connection) -> CurrentState | None:
             row = conn.execute(
-                f"SELECT {_CURRENT_FIELDS} FROM alert_current WHERE fingerprint = ?",
+                f"SELECT {CURRENT_FIELDS} FROM alert_current WHERE fingerprint = ?",
                 (fingerprint,),
             ).fetchone()
             if row is None:
@@ -268,28 +268,6 @@ class SQLiteStorage:
             self._readers.put(conn)
 
 
-def _event_params(events: Sequence[AlertEvent]) -> list[object]:
-    params: list[object] = []
-    for ev in events:
-        params += (
-            ev.fingerprint, ev.status, ev.starts_at, ev.ends_at, ev.alertname, ev.namespace,
-            ev.severity, _encode_map(ev.labels), _encode_map(ev.annotations), ev.generator_url,
-            ev.receiver, ev.group_key, ev.source, int(ev.fingerprint_computed), ev.received_at,
-            ev.received_at, ev.notify_count,
-        )  # fmt: skip
-    return params
-
-
-def _current_params(events: Sequence[AlertEvent]) -> list[object]:
-    params: list[object] = []
-    for ev in events:
-        params += (
-            ev.fingerprint, ev.status, ev.starts_at, ev.ends_at, ev.alertname, ev.namespace,
-            ev.severity, ev.received_at,
-        )  # fmt: skip
-    return params
-
-
 def _translated(fn: Callable[[sqlite3.Connection], T], conn: sqlite3.Connection) -> T:
     try:
         return fn(conn)
@@ -300,63 +278,16 @@ def _translated(fn: Callable[[sqlite3.Connection], T], conn: sqlite3.Connection)
 
 
 def _history_sync(conn: sqlite3.Connection, q: HistoryQuery) -> HistoryPage:
-    where: list[str] = []
-    args: list[object] = []
-    for column, value in (
-        ("alertname", q.alertname),
-        ("status", q.status),
-        ("fingerprint", q.fingerprint),
-        ("namespace", q.namespace),
-        ("severity", q.severity),
-    ):
-        if value is not None:
-            where.append(f"{column} = ?")
-            args.append(value)
-    bounds: tuple[tuple[str, int | None], ...] = (
-        ("first_seen >= ?", q.received_since),
-        ("first_seen <= ?", q.received_until),
-        ("starts_at >= ?", q.starts_from),
-        ("starts_at <= ?", q.starts_to),
-    )
-    for clause, bound in bounds:
-        if bound is not None:
-            where.append(clause)
-            args.append(bound)
-    filters = " AND ".join(where) or "1"
+    filters, args = history_filters(q, "?")
     total = conn.execute(f"SELECT count(*) FROM alert_events WHERE {filters}", args).fetchone()[0]
-    page_filter = filters
-    page_args = list(args)
     if q.before_id is not None:
-        page_filter += " AND id < ?"
-        page_args.append(q.before_id)
+        filters += " AND id < ?"
+        args.append(q.before_id)
     rows = conn.execute(
-        f"SELECT {_EVENT_COLUMNS} FROM alert_events WHERE {page_filter} "
+        f"SELECT {_EVENT_COLUMNS} FROM alert_events WHERE {filters} "
         "ORDER BY id DESC LIMIT ? OFFSET ?",
-        [*page_args, q.limit + 1, q.offset],
+        [*args, q.limit + 1, q.offset],
     ).fetchall()
-    events = [_row_to_event(row) for row in rows[: q.limit]]
+    events = [row_to_event(row) for row in rows[: q.limit]]
     next_id = events[-1].id if len(rows) > q.limit else None
     return HistoryPage(events, total, next_id)
-
-
-def _row_to_event(row: tuple[Any, ...]) -> StoredEvent:
-    (ident, fp, status, starts, ends, name, ns, sev, labels, annotations, url, receiver,
-     source, first, last, count) = row  # fmt: skip
-    return StoredEvent(
-        id=ident,
-        fingerprint=fp,
-        status=status,
-        starts_at=starts,
-        ends_at=ends,
-        alertname=name,
-        namespace=ns,
-        severity=sev,
-        labels=_decode_map(labels),
-        annotations=_decode_map(annotations),
-        generator_url=url,
-        receiver=receiver,
-        source=source,
-        first_seen=first,
-        last_seen=last,
-        notify_count=count,
-    )

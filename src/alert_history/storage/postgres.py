@@ -1,0 +1,285 @@
+"""PostgreSQL backend: psycopg 3's sync connection pool, called from trio worker threads.
+
+psycopg's async API runs only on asyncio; the sync pool in threads needs no second event loop
+(stack notes measured it faster with several concurrent writers). Every call is bounded:
+`connect_timeout`, the pool's checkout `timeout` and the server-side `statement_timeout`, so a
+lost database answers with `StorageUnavailable` in seconds instead of hanging a request. The
+pool checks connections on checkout and reconnects by itself when the database comes back.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+import psycopg
+import psycopg_pool
+import trio
+from psycopg import errors as pg_errors
+
+from alert_history.errors import StorageError, StorageUnavailable
+from alert_history.models import (
+    AlertEvent,
+    CurrentState,
+    HistoryPage,
+    HistoryQuery,
+    WriteOutcome,
+)
+from alert_history.storage.base import StorageStats
+from alert_history.storage.migrations import Migration, known_migrations, pending
+from alert_history.storage.sql import (
+    CURRENT_FIELDS,
+    EVENT_COLUMNS,
+    EVENT_FIELDS,
+    current_params,
+    current_winners,
+    event_params,
+    fold_group,
+    history_filters,
+    row_to_event,
+    values,
+)
+
+T = TypeVar("T")
+Conn = psycopg.Connection[tuple[Any, ...]]
+
+_CHUNK = 500  # rows per statement: 19 parameters a row, far below the protocol's 65,535
+_MIGRATION_LOCK = 7_314_001  # pg_advisory_xact_lock key: one replica migrates at a time
+_RETRIES = 3  # deadlocks and serialization failures between replicas are retried
+
+_EVENT_COLUMNS = EVENT_COLUMNS.format(
+    labels="coalesce(labels_exact, labels::text)",
+    annotations="coalesce(annotations_exact, annotations::text)",
+)
+
+
+@functools.lru_cache(maxsize=64)
+def _insert_events(rows: int) -> str:
+    return f"""
+INSERT INTO alert_events AS e ({EVENT_FIELDS}, labels_exact, annotations_exact)
+VALUES {values(rows, 19, "%s")}
+ON CONFLICT (fingerprint, starts_at, status, ends_at) DO UPDATE SET
+    notify_count = e.notify_count + excluded.notify_count,
+    last_seen = greatest(e.last_seen, excluded.last_seen),
+    annotations = excluded.annotations,
+    annotations_exact = excluded.annotations_exact
+RETURNING (xmax = 0)
+"""
+
+
+# Out-of-order deliveries never move the current state back: a later episode wins, and within
+# one episode `resolved` wins over `firing`.
+@functools.lru_cache(maxsize=64)
+def _upsert_current(rows: int) -> str:
+    return f"""
+INSERT INTO alert_current AS c ({CURRENT_FIELDS}) VALUES {values(rows, 8, "%s")}
+ON CONFLICT (fingerprint) DO UPDATE SET
+    status = excluded.status, starts_at = excluded.starts_at, ends_at = excluded.ends_at,
+    alertname = excluded.alertname, namespace = excluded.namespace,
+    severity = excluded.severity, updated_at = excluded.updated_at
+WHERE excluded.starts_at > c.starts_at
+   OR (excluded.starts_at = c.starts_at AND (excluded.status = 'resolved' OR c.status = 'firing'))
+"""
+
+
+class PostgresStorage:
+    """The backend for replicated deployments."""
+
+    backend = "postgres"
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        pool_size: int = 10,
+        connect_timeout: float = 5.0,
+        statement_timeout: float = 30.0,
+    ) -> None:
+        self._checkout_timeout = connect_timeout
+        self._pool = psycopg_pool.ConnectionPool(
+            url,
+            min_size=1,
+            max_size=pool_size,
+            open=False,
+            timeout=connect_timeout,
+            reconnect_timeout=0,  # keep trying for ever; readiness reports the outage
+            check=psycopg_pool.ConnectionPool.check_connection,
+            kwargs={
+                "autocommit": True,
+                "connect_timeout": max(1, int(connect_timeout)),
+                "options": f"-c statement_timeout={int(statement_timeout * 1000)}",
+                "application_name": "alert-history",
+            },
+            name="alert-history",
+        )
+        self._limiter = trio.CapacityLimiter(pool_size)
+        self._closed = False
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def open(self, *, migrate: bool = True, check: bool = True) -> None:
+        """Connect, then apply migrations (or with `migrate` false require none pending)."""
+        try:
+            await trio.to_thread.run_sync(
+                functools.partial(self._pool.open, wait=True, timeout=self._checkout_timeout)
+            )
+        except psycopg_pool.PoolTimeout as exc:
+            raise StorageUnavailable(f"cannot connect to PostgreSQL: {exc}") from exc
+        if migrate:
+            await self.migrate()
+        else:
+            todo = await self.migrate(dry_run=True)
+            if todo and check:
+                raise StorageError(f"{len(todo)} migrations pending; run `alert-history migrate`")
+
+    async def aclose(self) -> None:
+        if not self._closed:
+            self._closed = True
+            await trio.to_thread.run_sync(self._pool.close)
+
+    # -- migrations ------------------------------------------------------------------------
+
+    async def migrate(self, *, dry_run: bool = False) -> list[Migration]:
+        return await self._run(lambda conn: _migrate_sync(conn, dry_run=dry_run))
+
+    # -- writes ----------------------------------------------------------------------------
+
+    async def write_events(self, events: Sequence[AlertEvent]) -> WriteOutcome:
+        rows = fold_group(events)
+        current = current_winners(rows)
+
+        def write(conn: Conn) -> int:
+            inserted = 0
+            with conn.transaction():
+                for start in range(0, len(rows), _CHUNK):
+                    chunk = rows[start : start + _CHUNK]
+                    params = event_params(chunk, exact_columns=True)
+                    cursor = conn.execute(_insert_events(len(chunk)), params)
+                    inserted += sum(1 for (new,) in cursor.fetchall() if new)
+                for start in range(0, len(current), _CHUNK):
+                    chunk = current[start : start + _CHUNK]
+                    conn.execute(_upsert_current(len(chunk)), current_params(chunk))
+            return inserted
+
+        inserted = await self._run(write, retry=True)
+        return WriteOutcome(inserted, len(events) - inserted)
+
+    # -- reads -----------------------------------------------------------------------------
+
+    async def history(self, query: HistoryQuery) -> HistoryPage:
+        def read(conn: Conn) -> HistoryPage:
+            filters, args = history_filters(query, "%s")
+            (total,) = _one(
+                conn.execute(f"SELECT count(*) FROM alert_events WHERE {filters}", args)
+            )
+            if query.before_id is not None:
+                filters += " AND id < %s"
+                args.append(query.before_id)
+            rows = conn.execute(
+                f"SELECT {_EVENT_COLUMNS} FROM alert_events WHERE {filters} "
+                "ORDER BY id DESC LIMIT %s OFFSET %s",
+                [*args, query.limit + 1, query.offset],
+            ).fetchall()
+            events = [row_to_event(row) for row in rows[: query.limit]]
+            next_id = events[-1].id if len(rows) > query.limit else None
+            return HistoryPage(events, total, next_id)
+
+        return await self._run(read, abandon=True)
+
+    async def current_state(self, fingerprint: str) -> CurrentState | None:
+        def read(conn: Conn) -> CurrentState | None:
+            row = conn.execute(
+                f"SELECT {CURRENT_FIELDS} FROM alert_current WHERE fingerprint = %s",
+                (fingerprint,),
+            ).fetchone()
+            if row is None:
+                return None
+            fp, status, starts, ends, name, ns, sev, updated = row
+            return CurrentState(
+                fingerprint=fp, status=status, starts_at=starts, ends_at=ends, alertname=name,
+                namespace=ns, severity=sev, updated_at=updated,
+            )  # fmt: skip
+
+        return await self._run(read, abandon=True)
+
+    async def ping(self) -> None:
+        await self._run(lambda conn: conn.execute("SELECT 1").fetchone(), abandon=True)
+
+    async def stats(self) -> StorageStats:
+        def read(conn: Conn) -> StorageStats:
+            (events,) = _one(conn.execute("SELECT coalesce(max(id), 0) FROM alert_events"))
+            current, firing = _one(
+                conn.execute(
+                    "SELECT count(*), count(*) FILTER (WHERE status = 'firing') FROM alert_current"
+                )
+            )
+            (size,) = _one(conn.execute("SELECT pg_database_size(current_database())"))
+            return StorageStats(
+                int(str(events)), int(str(current)), int(str(firing)), int(str(size))
+            )
+
+        return await self._run(read, abandon=True)
+
+    # -- plumbing --------------------------------------------------------------------------
+
+    async def _run(
+        self, fn: Callable[[Conn], T], *, retry: bool = False, abandon: bool = False
+    ) -> T:
+        """Run `fn` with a pooled connection in a worker thread, translating driver errors.
+
+        With `abandon`, a cancelled caller returns at once and the thread finishes on its own
+        (bounded by the timeouts); writes are never abandoned halfway.
+        """
+        if self._closed:
+            raise StorageUnavailable("storage is closed")
+        attempts = _RETRIES if retry else 1
+        for attempt in range(1, attempts + 1):
+            try:
+                return await trio.to_thread.run_sync(
+                    self._call, fn, limiter=self._limiter, abandon_on_cancel=abandon
+                )
+            except (pg_errors.DeadlockDetected, pg_errors.SerializationFailure) as exc:
+                if attempt == attempts:
+                    raise StorageError(f"postgres: {exc}") from exc
+        raise AssertionError("unreachable")
+
+    def _call(self, fn: Callable[[Conn], T]) -> T:
+        try:
+            with self._pool.connection() as conn:
+                return fn(conn)
+        except (pg_errors.DeadlockDetected, pg_errors.SerializationFailure):
+            raise
+        except psycopg_pool.PoolTimeout as exc:
+            raise StorageUnavailable(f"postgres: no connection: {exc}") from exc
+        except psycopg.OperationalError as exc:
+            raise StorageUnavailable(f"postgres: {exc}") from exc
+        except psycopg.Error as exc:
+            raise StorageError(f"postgres: {exc}") from exc
+
+
+def _one(cursor: psycopg.Cursor[tuple[Any, ...]]) -> tuple[Any, ...]:
+    row = cursor.fetchone()
+    assert row is not None
+    return row
+
+
+def _migrate_sync(conn: Conn, *, dry_run: bool) -> list[Migration]:
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
+        conn.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (version integer PRIMARY KEY,"
+            " name text NOT NULL, checksum text NOT NULL, applied_at timestamptz NOT NULL)"
+        )
+        rows = conn.execute("SELECT version, checksum FROM schema_migrations").fetchall()
+        applied: dict[int, str] = dict(rows)
+        todo = pending(known_migrations("postgres"), applied)
+        if dry_run:
+            return todo
+        for migration in todo:
+            conn.execute(migration.sql.encode())
+            conn.execute(
+                "INSERT INTO schema_migrations VALUES (%s, %s, %s, now())",
+                (migration.version, migration.name, migration.checksum),
+            )
+    return todo

@@ -1,0 +1,169 @@
+"""SQL shared by the backends: columns, row mapping, history filters, group folding.
+
+Placeholders differ (`?` for sqlite3, `%s` for psycopg); everything else here is the same on
+both, which is what lets one contract test suite hold them to one behaviour.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import msgspec
+
+from alert_history.models import AlertEvent, HistoryQuery, StoredEvent
+
+encode_map = msgspec.json.Encoder(order="sorted").encode
+decode_map = msgspec.json.Decoder(dict[str, str]).decode
+
+EVENT_FIELDS = (
+    "fingerprint, status, starts_at, ends_at, alertname, namespace, severity, labels, "
+    "annotations, generator_url, receiver, group_key, source, fingerprint_computed, "
+    "first_seen, last_seen, notify_count"
+)
+CURRENT_FIELDS = (
+    "fingerprint, status, starts_at, ends_at, alertname, namespace, severity, updated_at"
+)
+# Read back with labels and annotations as JSON text, decoded by msgspec on both backends.
+EVENT_COLUMNS = (
+    "id, fingerprint, status, starts_at, ends_at, alertname, namespace, severity, "
+    "{labels} AS labels, {annotations} AS annotations, generator_url, receiver, source, "
+    "first_seen, last_seen, notify_count"
+)
+
+StateKey = tuple[str, int, str, int]
+
+
+def state_key(event: AlertEvent) -> StateKey:
+    return (event.fingerprint, event.starts_at, event.status, event.ends_at)
+
+
+def fold_group(events: Sequence[AlertEvent]) -> list[AlertEvent]:
+    """Merge repeats of one state across a group commit, sorted by key.
+
+    One statement may not touch a row twice (PostgreSQL refuses it), and a fixed order keeps
+    concurrent replicas from deadlocking on each other's rows.
+    """
+    merged: dict[StateKey, AlertEvent] = {}
+    for event in events:
+        key = state_key(event)
+        seen = merged.get(key)
+        if seen is None:
+            merged[key] = event
+        else:
+            merged[key] = msgspec.structs.replace(
+                event,
+                notify_count=seen.notify_count + event.notify_count,
+                received_at=max(seen.received_at, event.received_at),
+            )
+    return [merged[key] for key in sorted(merged)]
+
+
+def current_winners(events: Sequence[AlertEvent]) -> list[AlertEvent]:
+    """The one state per fingerprint that the current-state row should move to, by key order."""
+    best: dict[str, AlertEvent] = {}
+    for event in events:
+        seen = best.get(event.fingerprint)
+        if seen is None or _rank(event) >= _rank(seen):
+            best[event.fingerprint] = event
+    return [best[fp] for fp in sorted(best)]
+
+
+def _rank(event: AlertEvent) -> tuple[int, int]:
+    return (event.starts_at, 1 if event.status == "resolved" else 0)
+
+
+def event_params(events: Sequence[AlertEvent], *, exact_columns: bool = False) -> list[object]:
+    """Parameters for EVENT_FIELDS, plus `labels_exact, annotations_exact` when asked.
+
+    PostgreSQL's jsonb cannot hold U+0000, which Alertmanager allows in label values: there the
+    jsonb columns get U+FFFD instead (still queryable) and the exact JSON goes to the `_exact`
+    columns, which stay NULL for every other row.
+    """
+    params: list[object] = []
+    for ev in events:
+        labels, annotations = encode_map(ev.labels), encode_map(ev.annotations)
+        if exact_columns:
+            labels, labels_exact = _nul_safe(labels, ev.labels)
+            annotations, annotations_exact = _nul_safe(annotations, ev.annotations)
+        params += (
+            ev.fingerprint, ev.status, ev.starts_at, ev.ends_at, ev.alertname, ev.namespace,
+            ev.severity, labels.decode(), annotations.decode(), ev.generator_url, ev.receiver,
+            ev.group_key, ev.source, ev.fingerprint_computed, ev.received_at, ev.received_at,
+            ev.notify_count,
+        )  # fmt: skip
+        if exact_columns:
+            params += (labels_exact, annotations_exact)
+    return params
+
+
+def _nul_safe(encoded: bytes, mapping: dict[str, str]) -> tuple[bytes, str | None]:
+    if b"\\u0000" not in encoded:
+        return encoded, None
+    cleaned = {k.replace("\0", "\ufffd"): v.replace("\0", "\ufffd") for k, v in mapping.items()}
+    return encode_map(cleaned), encoded.decode()
+
+
+def current_params(events: Sequence[AlertEvent]) -> list[object]:
+    params: list[object] = []
+    for ev in events:
+        params += (
+            ev.fingerprint, ev.status, ev.starts_at, ev.ends_at, ev.alertname, ev.namespace,
+            ev.severity, ev.received_at,
+        )  # fmt: skip
+    return params
+
+
+def values(rows: int, columns: int, placeholder: str) -> str:
+    row = "(" + ", ".join([placeholder] * columns) + ")"
+    return ", ".join([row] * rows)
+
+
+def history_filters(q: HistoryQuery, placeholder: str) -> tuple[str, list[object]]:
+    """The WHERE condition of a history query, without its cursor."""
+    where: list[str] = []
+    args: list[object] = []
+    for column, value in (
+        ("alertname", q.alertname),
+        ("status", q.status),
+        ("fingerprint", q.fingerprint),
+        ("namespace", q.namespace),
+        ("severity", q.severity),
+    ):
+        if value is not None:
+            where.append(f"{column} = {placeholder}")
+            args.append(value)
+    bounds: tuple[tuple[str, int | None], ...] = (
+        ("first_seen >=", q.received_since),
+        ("first_seen <=", q.received_until),
+        ("starts_at >=", q.starts_from),
+        ("starts_at <=", q.starts_to),
+    )
+    for clause, bound in bounds:
+        if bound is not None:
+            where.append(f"{clause} {placeholder}")
+            args.append(bound)
+    return " AND ".join(where) or "TRUE", args
+
+
+def row_to_event(row: tuple[Any, ...]) -> StoredEvent:
+    (ident, fp, status, starts, ends, name, ns, sev, labels, annotations, url, receiver,
+     source, first, last, count) = row  # fmt: skip
+    return StoredEvent(
+        id=ident,
+        fingerprint=fp,
+        status=status,
+        starts_at=starts,
+        ends_at=ends,
+        alertname=name,
+        namespace=ns,
+        severity=sev,
+        labels=decode_map(labels),
+        annotations=decode_map(annotations),
+        generator_url=url,
+        receiver=receiver,
+        source=source,
+        first_seen=first,
+        last_seen=last,
+        notify_count=count,
+    )
