@@ -38,6 +38,7 @@ from alert_history.storage.sql import (
     fold_group,
     history_filters,
     row_to_event,
+    state_key,
     values,
 )
 
@@ -146,7 +147,8 @@ class PostgresStorage:
     # -- writes ----------------------------------------------------------------------------
 
     async def write_events(self, events: Sequence[AlertEvent]) -> WriteOutcome:
-        rows = fold_group(events)
+        # a fixed row order keeps concurrent replicas from deadlocking on each other's rows
+        rows = sorted(fold_group(events), key=state_key)
         current = current_winners(rows)
 
         def write(conn: Conn) -> int:

@@ -39,10 +39,9 @@ def state_key(event: AlertEvent) -> StateKey:
 
 
 def fold_group(events: Sequence[AlertEvent]) -> list[AlertEvent]:
-    """Merge repeats of one state across a group commit, sorted by key.
+    """Merge repeats of one state across a group commit, keeping first-seen order.
 
-    One statement may not touch a row twice (PostgreSQL refuses it), and a fixed order keeps
-    concurrent replicas from deadlocking on each other's rows.
+    One statement may not touch a row twice (PostgreSQL refuses it).
     """
     merged: dict[StateKey, AlertEvent] = {}
     for event in events:
@@ -56,7 +55,7 @@ def fold_group(events: Sequence[AlertEvent]) -> list[AlertEvent]:
                 notify_count=seen.notify_count + event.notify_count,
                 received_at=max(seen.received_at, event.received_at),
             )
-    return [merged[key] for key in sorted(merged)]
+    return list(merged.values())
 
 
 def current_winners(events: Sequence[AlertEvent]) -> list[AlertEvent]:
