@@ -189,3 +189,22 @@ async def test_pending_migrations_stop_start_up_when_auto_migrate_is_off(tmp_pat
     assert [m.name for m in await storage.migrate()] == ["initial"]
     assert await storage.migrate() == []
     await storage.aclose()
+
+
+async def test_purge_deletes_only_events_not_notified_since_the_cutoff(storage: Storage) -> None:
+    old, recent = T0, T0 + 100 * MINUTE
+    await storage.write_events([event(f"old{i}", received_at=old) for i in range(5)])
+    await storage.write_events([event("kept", received_at=old)])
+    await storage.write_events([event("kept", received_at=recent)])  # notified again later
+    await storage.write_events([event("new", received_at=recent)])
+    await storage.write_events(
+        [event("gone", status="resolved", ends_at=T0 + MINUTE, received_at=old)]
+    )
+    cutoff = T0 + 50 * MINUTE
+    assert await storage.purge(cutoff, 4) == 4  # bounded batches
+    assert await storage.purge(cutoff, 4) == 2
+    assert await storage.purge(cutoff, 4) == 0
+    left = await storage.history(HistoryQuery())
+    assert sorted(e.fingerprint for e in left.events) == ["kept", "new"]
+    assert await storage.current_state("gone") is None  # resolved and old
+    assert await storage.current_state("old0") is not None  # still firing: kept

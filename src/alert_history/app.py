@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 import trio
 
-from alert_history.actors import Hooks, deduplicator, ingest, metrics, writer
+from alert_history.actors import Hooks, deduplicator, housekeeping, ingest, metrics, writer
 from alert_history.config import Settings, redacted
 from alert_history.domain import FingerprintVerifier
 from alert_history.http import HttpDeps, WebhookLimits, create_asgi, serve_http
@@ -119,6 +119,15 @@ def build_service(
     async def start_metrics(task_status: trio.TaskStatus[None]) -> None:
         await metrics.run(storage=storage, metrics=m, task_status=task_status)
 
+    async def start_housekeeping(task_status: trio.TaskStatus[None]) -> None:
+        await housekeeping.run(
+            storage=storage,
+            metrics=m,
+            retention_days=settings.retention_days,
+            wall_clock_ns=lambda: int(wall_clock() * 1e9),
+            task_status=task_status,
+        )
+
     http = _HttpSlot()
     app = create_asgi(
         HttpDeps(
@@ -189,6 +198,7 @@ def build_service(
         [
             pipeline,
             ChildSpec("metrics", start_metrics, restart=Restart.PERMANENT, shutdown_timeout=1.0),
+            ChildSpec("housekeeping", start_housekeeping, shutdown_timeout=1.0),
             ChildSpec("http", start_http, stop=http.stop, critical=True, shutdown_timeout=grace),
         ],
     )

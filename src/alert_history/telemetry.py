@@ -95,6 +95,17 @@ class Metrics:
             "Sender fingerprints that differ from the one computed from the labels",
             registry=r,
         )
+        self.retention_deleted = Counter(
+            "alert_history_retention_deleted_events",
+            "Events deleted by the retention purge",
+            registry=r,
+        )
+        self.retention_runs = Counter(
+            "alert_history_retention_runs",
+            "Retention purge rounds: done, skipped (another replica purges) or failed",
+            ["result"],
+            registry=r,
+        )
         self.alerts_stored = Gauge(
             "alert_history_alerts_stored", "Alert events in storage", registry=r
         )

@@ -40,6 +40,14 @@ class Storage(Protocol):
         """Return the latest state of `fingerprint`, or None if it was never seen."""
         ...
 
+    async def purge(self, cutoff: int, limit: int) -> int | None:
+        """Delete up to `limit` events not notified since `cutoff` (ns), and the current-state
+        rows of resolved alerts last updated before it; return how many events went.
+
+        Returns None when another replica is purging (PostgreSQL advisory lock).
+        """
+        ...
+
     async def ping(self) -> None:
         """Raise StorageUnavailable unless the database answers."""
         ...

@@ -32,6 +32,8 @@ from alert_history.storage.sql import (
     CURRENT_FIELDS,
     EVENT_COLUMNS,
     EVENT_FIELDS,
+    PURGE_CURRENT,
+    PURGE_EVENTS,
     current_params,
     current_winners,
     event_params,
@@ -47,6 +49,7 @@ Conn = psycopg.Connection[tuple[Any, ...]]
 
 _CHUNK = 500  # rows per statement: 19 parameters a row, far below the protocol's 65,535
 _MIGRATION_LOCK = 7_314_001  # pg_advisory_xact_lock key: one replica migrates at a time
+_PURGE_LOCK = 7_314_002  # pg_try_advisory_xact_lock key: one replica purges at a time
 _RETRIES = 3  # deadlocks and serialization failures between replicas are retried
 
 _EVENT_COLUMNS = EVENT_COLUMNS.format(
@@ -166,6 +169,22 @@ class PostgresStorage:
 
         inserted = await self._run(write, retry=True)
         return WriteOutcome(inserted, len(events) - inserted)
+
+    async def purge(self, cutoff: int, limit: int) -> int | None:
+        def run(conn: Conn) -> int | None:
+            with conn.transaction():
+                (leader,) = _one(
+                    conn.execute("SELECT pg_try_advisory_xact_lock(%s)", (_PURGE_LOCK,))
+                )
+                if not leader:
+                    return None
+                deleted = conn.execute(
+                    PURGE_EVENTS.format(p="%s"), (cutoff, cutoff, limit)
+                ).rowcount
+                conn.execute(PURGE_CURRENT.format(p="%s"), (cutoff,))
+                return deleted
+
+        return await self._run(run, retry=True)
 
     # -- reads -----------------------------------------------------------------------------
 

@@ -145,6 +145,15 @@ def history_filters(q: HistoryQuery, placeholder: str) -> tuple[str, list[object
     return " AND ".join(where) or "TRUE", args
 
 
+# Candidates come from the first_seen index; an event is only old once its last notification is.
+PURGE_EVENTS = """
+DELETE FROM alert_events WHERE id IN (
+    SELECT id FROM alert_events WHERE first_seen < {p} AND last_seen < {p}
+    ORDER BY first_seen LIMIT {p})
+"""
+PURGE_CURRENT = "DELETE FROM alert_current WHERE status = 'resolved' AND updated_at < {p}"
+
+
 def row_to_event(row: tuple[Any, ...]) -> StoredEvent:
     (ident, fp, status, starts, ends, name, ns, sev, labels, annotations, url, receiver,
      source, first, last, count) = row  # fmt: skip

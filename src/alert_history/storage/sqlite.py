@@ -32,6 +32,8 @@ from alert_history.storage.sql import (
     CURRENT_FIELDS,
     EVENT_COLUMNS,
     EVENT_FIELDS,
+    PURGE_CURRENT,
+    PURGE_EVENTS,
     current_params,
     current_winners,
     event_params,
@@ -207,6 +209,20 @@ class SQLiteStorage:
         # new rows get max(id) + 1, + 2, ... (INTEGER PRIMARY KEY; the newest row is never
         # deleted first), so the ids they took say how many were inserted
         return int(after - before)
+
+    async def purge(self, cutoff: int, limit: int) -> int | None:
+        def run(conn: sqlite3.Connection) -> int:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                deleted = conn.execute(PURGE_EVENTS.format(p="?"), (cutoff, cutoff, limit)).rowcount
+                conn.execute(PURGE_CURRENT.format(p="?"), (cutoff,))
+                conn.execute("COMMIT")
+            except Exception:
+                conn.execute("ROLLBACK")
+                raise
+            return int(deleted)
+
+        return await self._write(run)
 
     # -- reads -----------------------------------------------------------------------------
 
