@@ -89,3 +89,28 @@ async def test_each_alert_carries_the_union_of_legacy_fields(client: httpx.Async
     assert item["endsAt"] is None
     assert (item["namespace"], item["severity"]) == ("ns1", "info")
     assert item["labels"]["alertname"] == "Union"
+
+
+async def test_filter_takes_alertmanager_matchers_and_names_a_bad_one(
+    client: httpx.AsyncClient,
+) -> None:
+    await post(
+        client,
+        alert("A", severity="critical", namespace="prod"),
+        alert("B", severity="critical", namespace="dev"),
+        alert("C", severity="warning", namespace="prod"),
+    )
+    body = (
+        await client.get("/history", params={"filter": '{severity=~"crit.*",namespace!="dev"}'})
+    ).json()
+    assert [a["alertname"] for a in body["alerts"]] == ["A"]
+    assert body["total"] == 1
+    both = await client.get(
+        "/history", params=[("filter", 'namespace="prod"'), ("filter", "severity=warning")]
+    )
+    assert [a["alertname"] for a in both.json()["alerts"]] == ["C"]
+    bad = await client.get("/history", params={"filter": '{severity=~"crit['})
+    assert bad.status_code == 422
+    detail = bad.json()["detail"][0]
+    assert detail["field"] == "filter"
+    assert "quoted string" in detail["msg"] or "regular expression" in detail["msg"]

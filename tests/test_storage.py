@@ -208,3 +208,30 @@ async def test_purge_deletes_only_events_not_notified_since_the_cutoff(storage: 
     assert sorted(e.fingerprint for e in left.events) == ["kept", "new"]
     assert await storage.current_state("gone") is None  # resolved and old
     assert await storage.current_state("old0") is not None  # still firing: kept
+
+
+async def test_label_matchers_select_like_alertmanager_on_every_backend(storage: Storage) -> None:
+    def labelled(fp: str, **labels: str) -> AlertEvent:
+        return msgspec.structs.replace(event(fp), labels={"alertname": fp, **labels})
+
+    await storage.write_events(
+        [
+            labelled("a", severity="critical", namespace="prod"),
+            labelled("b", severity="crit-ish", namespace="dev"),
+            labelled("c", severity="warning", namespace="prod"),
+            labelled("d", namespace="prod"),
+            labelled("e", severity="critical", team="sre ops"),
+        ]
+    )
+
+    async def select(*matchers: tuple[str, str, str]) -> list[str]:
+        page = await storage.history(HistoryQuery(label_matchers=matchers))
+        return sorted(e.fingerprint for e in page.events)
+
+    assert await select(("severity", "=~", "crit.*"), ("namespace", "!=", "dev")) == ["a", "e"]
+    assert await select(("severity", "=~", "crit")) == []  # anchored
+    assert await select(("severity", "=", "")) == ["d"]  # missing equals empty
+    assert await select(("severity", "!~", "crit.*|warning")) == ["d"]
+    assert await select(("namespace", "=", "prod"), ("severity", "!=", "warning")) == ["a", "d"]
+    assert await select(("team", "=~", "(?i)SRE.*")) == ["e"]
+    assert await select(("x", "=~", "(a+)+b")) == []

@@ -106,6 +106,7 @@ class HistoryQuery(msgspec.Struct, frozen=True, kw_only=True):
     received_until: int | None = None
     starts_from: int | None = None
     starts_to: int | None = None
+    label_matchers: tuple[tuple[str, str, str], ...] = ()  # (name, op, value), all must hold
     before_id: int | None = None
     offset: int = 0
     limit: int = 100

@@ -15,7 +15,9 @@ import re
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal, NamedTuple
+from typing import Any, Literal, NamedTuple
+
+import re2
 
 Op = Literal["=", "!=", "=~", "!~"]
 Dialect = Literal["sqlite", "postgres"]
@@ -24,6 +26,7 @@ _OPS: tuple[Op, ...] = ("=~", "!=", "!~", "=")  # longest first: "=~" before "="
 _PLAIN_NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
 _NAME_STOP = frozenset('=!~,{}"')
 _UNESCAPE = {"n": "\n", '"': '"', "\\": "\\"}
+_WORD_AHEAD = re.compile(r'[^\s=!~,{}"]{1,20}')
 _ESCAPE_PAIR = re.compile(r"\\(.)", re.DOTALL)
 _FORBIDDEN = re.compile("[\x00\ud800-\udfff]")
 _COLUMN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?")
@@ -113,8 +116,12 @@ def sql_condition(
 
 
 def sqlite_regexp(pattern: str, value: str | None) -> bool:
-    """SQLite `regexp(pattern, value)`: whether the whole value (NULL as "") matches the pattern."""
-    return _compile(pattern).fullmatch(value or "") is not None
+    """SQLite `regexp(pattern, value)`: whether the whole value (NULL as "") matches the pattern.
+
+    `pattern` is the matcher's own RE2 text; RE2 matches in linear time, so no pattern can make
+    a query backtrack for ever.
+    """
+    return _re2(pattern).fullmatch(value or "") is not None
 
 
 def _sqlite_condition(m: Matcher, column: str) -> tuple[str, list[object]]:
@@ -148,7 +155,7 @@ def _json_object(name: str, value: str) -> str:
 
 
 class _Parser:
-    """Recursive descent over one filter expression, tracking the offset for errors."""
+    """A scanner over one filter expression that keeps the offset for its errors."""
 
     def __init__(self, text: str) -> None:
         self.text = text
@@ -164,7 +171,7 @@ class _Parser:
             self._skip_space()
             char = self._peek()
             if char == "" and opening is not None:
-                raise MatcherError(f"missing '}}' to close the '{{' at position {opening}", self.pos)
+                raise MatcherError("missing the closing '}' of the opening '{'", self.pos)
             if char == "":
                 return matchers
             if char == "}":
@@ -183,7 +190,9 @@ class _Parser:
                 self.pos += 1
             elif char not in ("", "}"):
                 after = "',' or '}'" if opening is not None else "',' or the end"
-                raise MatcherError(f"expected {after} after a matcher, found {self._found()}", self.pos)
+                raise MatcherError(
+                    f"expected {after} after a matcher, found {self._found()}", self.pos
+                )
 
     def _matcher(self) -> Matcher:
         name = self._name()
@@ -230,7 +239,7 @@ class _Parser:
             return self._quoted()
         if char in ("", ",", "}"):
             raise MatcherError(
-                f"expected a value after {_show(name)} {op}, found {self._found()} "
+                f"expected a value after {_show(name + op)}, found {self._found()} "
                 '(write "" for the empty string)',
                 self.pos,
             )
@@ -242,7 +251,7 @@ class _Parser:
                 continue
             if text[self.pos] == '"':
                 raise MatcherError(
-                    'unescaped \'"\' in an unquoted value: quote the value and write \\" inside',
+                    "unescaped '\"' in an unquoted value: quote the value and write \\\" inside",
                     self.pos,
                 )
             self.pos += 1
@@ -254,7 +263,9 @@ class _Parser:
         while end < len(text) and text[end] != '"':
             end += 2 if text[end] == "\\" else 1
         if end >= len(text):
-            raise MatcherError(f'unterminated quoted string {_show(text[start:])}: missing "', start)
+            raise MatcherError(
+                f'unterminated quoted string {_show(text[start:])}: missing "', start
+            )
         self.pos = end + 1
         return _unescape(text[start + 1 : end])
 
@@ -266,8 +277,11 @@ class _Parser:
         return self.text[self.pos : self.pos + 1]
 
     def _found(self) -> str:
-        word = re.match(r"\S{1,20}", self.text[self.pos :])
-        return _show(word.group()) if word else "the end"
+        rest = self.text[self.pos :]
+        if not rest:
+            return "the end of the filter"
+        word = _WORD_AHEAD.match(rest)
+        return _show(word.group() if word else rest[0])
 
 
 def _ends_name(char: str) -> bool:
@@ -284,8 +298,7 @@ def _quote(text: str) -> str:
 
 
 def _show(text: str) -> str:
-    shown = text if len(text) <= 40 else text[:40] + "…"
-    return json.dumps(shown, ensure_ascii=False)
+    return repr(text if len(text) <= 40 else text[:40] + "…")
 
 
 # --- regular expressions --------------------------------------------------------------------
@@ -296,8 +309,8 @@ def _show(text: str) -> str:
 
 
 class _Regex(NamedTuple):
-    compiled: re.Pattern[str]
-    python: str  # unanchored, for fullmatch and `sqlite_regexp`
+    compiled: Any  # re2's compiled pattern of the matcher's own text (linear-time matching)
+    python: str  # the matcher's own RE2 text, unanchored, for `sqlite_regexp`
     postgres: str  # anchored, for `~`
 
 
@@ -359,6 +372,11 @@ def _compile(pattern: str) -> re.Pattern[str]:
 
 
 @functools.lru_cache(maxsize=1024)
+def _re2(pattern: str) -> Any:
+    return re2.compile(pattern)
+
+
+@functools.lru_cache(maxsize=1024)
 def _regex(value: str) -> _Regex:
     try:
         flags, body = _leading_flags(value)
@@ -370,7 +388,14 @@ def _regex(value: str) -> _Regex:
     except (_Rejected, re.error, Warning) as exc:
         reason = exc.msg if isinstance(exc, re.error) else str(exc)
         raise MatcherError(f"invalid regular expression {_show(value)}: {reason}") from None
-    return _Regex(compiled, prefix + translated, f"{prefix}^(?:{translated})$")
+    try:
+        native = _re2(value)
+    except re2.error as exc:
+        raise MatcherError(f"invalid regular expression {_show(value)}: {exc}") from None
+    # Python's `re` validated and translated the pattern (for PostgreSQL); matching here uses
+    # RE2 itself, as Alertmanager does, in linear time.
+    del compiled
+    return _Regex(native, value, f"{prefix}^(?:{translated})$")
 
 
 def _leading_flags(value: str) -> tuple[str, str]:
@@ -471,9 +496,10 @@ def _escape(body: str, i: int, *, in_class: bool) -> tuple[str, int]:
         return "\\" + char, end
     if char == "x":
         code = _HEX.match(body, end)
-        if not code or int(code[1] or code.group(), 16) > 0x10FFFF:
+        point = int(code[1] or code.group(), 16) if code else -1
+        if not (0 <= point <= 0x10FFFF) or 0xD800 <= point <= 0xDFFF:
             raise _Rejected(f"invalid escape {body[i : i + 4]!r}")
-        return _literal(chr(int(code[1] or code.group(), 16))), code.end()
+        return _literal(chr(point)), code.end() if code else end
     if char == "Q" and not in_class:
         stop = body.find("\\E", end)
         quoted = body[end:] if stop < 0 else body[end:stop]

@@ -6,7 +6,9 @@ import base64
 import binascii
 from collections.abc import Mapping
 
-from alert_history.domain import format_ns, parse_query_time
+from werkzeug.datastructures import MultiDict
+
+from alert_history.domain import MatcherError, format_ns, parse_matchers, parse_query_time
 from alert_history.models import HistoryPage, HistoryQuery, StoredEvent
 
 MAX_LIMIT = 1000
@@ -60,7 +62,17 @@ def _time(args: Mapping[str, str], name: str) -> int | None:
         raise QueryError(name, str(exc)) from None
 
 
-def parse_history_query(args: Mapping[str, str]) -> HistoryQuery:
+def _matchers(filters: list[str]) -> tuple[tuple[str, str, str], ...]:
+    parsed: list[tuple[str, str, str]] = []
+    for text in filters:
+        try:
+            parsed.extend((m.name, m.op, m.value) for m in parse_matchers(text))
+        except MatcherError as exc:
+            raise QueryError("filter", str(exc)) from None
+    return tuple(parsed)
+
+
+def parse_history_query(args: MultiDict[str, str]) -> HistoryQuery:
     """Build the query from v1 (`since`, `until`, `offset`) and v2 (`start_time`, `end_time`)."""
     status = args.get("status") or None
     if status not in (None, "firing", "resolved"):
@@ -76,6 +88,7 @@ def parse_history_query(args: Mapping[str, str]) -> HistoryQuery:
         received_until=_time(args, "until"),
         starts_from=_time(args, "start_time"),
         starts_to=_time(args, "end_time"),
+        label_matchers=_matchers(args.getlist("filter")),
         before_id=decode_cursor(cursor) if cursor else None,
         offset=_int(args, "offset", 0, 0, MAX_OFFSET),
         limit=_int(args, "limit", 100, 1, MAX_LIMIT),

@@ -190,7 +190,7 @@ class PostgresStorage:
 
     async def history(self, query: HistoryQuery) -> HistoryPage:
         def read(conn: Conn) -> HistoryPage:
-            filters, args = history_filters(query, "%s")
+            filters, args = history_filters(query, "%s", "postgres")
             (total,) = _one(
                 conn.execute(f"SELECT count(*) FROM alert_events WHERE {filters}", args)
             )

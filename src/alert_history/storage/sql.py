@@ -11,6 +11,7 @@ from typing import Any
 
 import msgspec
 
+from alert_history.domain import Dialect, Matcher, sql_condition
 from alert_history.models import AlertEvent, HistoryQuery, StoredEvent
 
 encode_map = msgspec.json.Encoder(order="sorted").encode
@@ -118,7 +119,9 @@ def values(rows: int, columns: int, placeholder: str) -> str:
     return ", ".join([row] * rows)
 
 
-def history_filters(q: HistoryQuery, placeholder: str) -> tuple[str, list[object]]:
+def history_filters(
+    q: HistoryQuery, placeholder: str, dialect: Dialect
+) -> tuple[str, list[object]]:
     """The WHERE condition of a history query, without its cursor."""
     where: list[str] = []
     args: list[object] = []
@@ -142,6 +145,11 @@ def history_filters(q: HistoryQuery, placeholder: str) -> tuple[str, list[object
         if bound is not None:
             where.append(f"{clause} {placeholder}")
             args.append(bound)
+    if q.label_matchers:
+        matchers = [Matcher(name, op, value) for name, op, value in q.label_matchers]  # type: ignore[arg-type]
+        condition, params = sql_condition(matchers, dialect)
+        where.append(condition)
+        args.extend(params)
     return " AND ".join(where) or "TRUE", args
 
 

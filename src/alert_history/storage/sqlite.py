@@ -18,6 +18,7 @@ from typing import TypeVar
 
 import trio
 
+from alert_history.domain import sqlite_regexp
 from alert_history.errors import StorageError, StorageUnavailable
 from alert_history.models import (
     AlertEvent,
@@ -131,6 +132,7 @@ class SQLiteStorage:
             conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         except sqlite3.Error as exc:
             raise StorageUnavailable(f"cannot open {self.path}: {exc}") from exc
+        conn.create_function("regexp", 2, sqlite_regexp, deterministic=True)
         conn.execute("PRAGMA busy_timeout=5000")
         conn.execute("PRAGMA synchronous=FULL")
         conn.execute("PRAGMA foreign_keys=ON")
@@ -294,7 +296,7 @@ def _translated(fn: Callable[[sqlite3.Connection], T], conn: sqlite3.Connection)
 
 
 def _history_sync(conn: sqlite3.Connection, q: HistoryQuery) -> HistoryPage:
-    filters, args = history_filters(q, "?")
+    filters, args = history_filters(q, "?", "sqlite")
     total = conn.execute(f"SELECT count(*) FROM alert_events WHERE {filters}", args).fetchone()[0]
     if q.before_id is not None:
         filters += " AND id < ?"
