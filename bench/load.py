@@ -1,4 +1,5 @@
-"""The load generator: wrk with post.lua (POST bodies, JSON summary with latency percentiles)."""
+"""The load generator: wrk with post.lua (POST bodies) or get.lua (GET a list of paths in turn),
+both printing a JSON summary with latency percentiles."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 SCRIPT = Path(__file__).resolve().parent / "post.lua"
+GET_SCRIPT = Path(__file__).resolve().parent / "get.lua"
 MARKER = "WRK_JSON "
 
 
@@ -95,6 +97,31 @@ def command(
         starts_at,
         str(unique_every),
         str(salt),
+    ]
+
+
+def get_command(
+    wrk: str,
+    base_url: str,
+    *,
+    paths_file: Path,
+    connections: int,
+    threads: int,
+    seconds: float,
+    timeout: float,
+) -> list[str]:
+    """GET the paths listed in `paths_file` (one a line) in turn from `base_url`."""
+    return [
+        wrk,
+        f"-t{threads}",
+        f"-c{connections}",
+        f"-d{seconds:g}s",
+        f"--timeout={timeout:g}s",
+        "-s",
+        str(GET_SCRIPT),
+        base_url,
+        "--",
+        str(paths_file),
     ]
 
 

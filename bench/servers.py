@@ -49,15 +49,28 @@ class Server:
 
     @classmethod
     def service(cls, db_path: Path, log_path: Path) -> Server:
+        """The service on a SQLite file."""
+        return cls.service_on(f"sqlite:///{db_path}", log_path)
+
+    @classmethod
+    def service_on(
+        cls,
+        database_url: str,
+        log_path: Path,
+        name: str = "service",
+        extra_env: dict[str, str] | None = None,
+    ) -> Server:
+        """The service on any database URL (sqlite:///path or postgresql://...)."""
         port = free_port()
         env = dict(
             os.environ,
-            DATABASE_URL=f"sqlite:///{db_path}",
+            DATABASE_URL=database_url,
             HOST=HOST,
             PORT=str(port),
             LOG_LEVEL="WARNING",
+            **(extra_env or {}),
         )
-        return cls("service", [str(VENV_BIN / "alert-history"), "serve"], env, log_path)
+        return cls(name, [str(VENV_BIN / "alert-history"), "serve"], env, log_path)
 
     @property
     def url(self) -> str:
@@ -101,14 +114,18 @@ class Server:
             conn.close()
 
     def get(self, path: str) -> str:
-        conn = http.client.HTTPConnection(HOST, self.port, timeout=10)
+        status, body = self.fetch(path)
+        if status != 200:
+            raise RuntimeError(f"GET {path}: {status}")
+        return body
+
+    def fetch(self, path: str, timeout_s: float = 30.0) -> tuple[int, str]:
+        """GET `path`: (status, body), whatever the status."""
+        conn = http.client.HTTPConnection(HOST, self.port, timeout=timeout_s)
         try:
             conn.request("GET", path)
             response = conn.getresponse()
-            body = response.read().decode("utf-8", "replace")
-            if response.status != 200:
-                raise RuntimeError(f"GET {path}: {response.status}")
-            return body
+            return response.status, response.read().decode("utf-8", "replace")
         finally:
             conn.close()
 
