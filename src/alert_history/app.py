@@ -219,7 +219,10 @@ async def run_service(
 ) -> None:
     """Open storage, run the tree until stopped (SIGTERM when `handle_signals`), close storage."""
     log.info("starting", extra={"settings": redacted(settings)})
-    storage = await open_storage(settings.database.url, migrate=settings.database.auto_migrate)
+    db = settings.database
+    storage = await open_storage(
+        db.url, migrate=db.auto_migrate, pool_size=db.pool_size, query_timeout=db.query_timeout
+    )
     try:
         service = build_service(settings, storage, hooks=hooks or Hooks())
         async with trio.open_nursery() as nursery:
