@@ -32,14 +32,16 @@ class FingerprintVerifier:
 
     def __init__(self, capacity: int = 65_536) -> None:
         self._capacity = capacity
-        self._verified: OrderedDict[str, tuple[tuple[str, str], ...]] = OrderedDict()
+        # fingerprint -> hash of the label set checked with it (an int, not the labels: bounded
+        # memory even with 64 KiB label values; a collision only skips one mismatch count)
+        self._verified: OrderedDict[str, int] = OrderedDict()
         self.mismatches = 0
 
     def resolve(self, given: str | None, labels: Mapping[str, str]) -> tuple[str, bool]:
         """Return (fingerprint to store, computed) keeping the sender's when it has one."""
         if not given:
             return fingerprint(labels), True
-        key = tuple(sorted(labels.items()))
+        key = hash(frozenset(labels.items()))
         if self._verified.get(given) == key:
             self._verified.move_to_end(given)
             return given, False
