@@ -9,7 +9,12 @@ from alert_history.domain.matchers import (
     sql_condition,
     sqlite_regexp,
 )
-from alert_history.domain.payload import InvalidPayload, decode_alertmanager_webhook
+from alert_history.domain.payload import (
+    InvalidPayload,
+    decode_alertmanager_webhook,
+    decode_postable_alerts,
+    decode_webhook,
+)
 from alert_history.domain.timestamps import NONE_NS, format_ns, parse_query_time, parse_rfc3339_ns
 
 __all__ = [
@@ -20,6 +25,8 @@ __all__ = [
     "Matcher",
     "MatcherError",
     "decode_alertmanager_webhook",
+    "decode_postable_alerts",
+    "decode_webhook",
     "fingerprint",
     "format_ns",
     "parse_matchers",

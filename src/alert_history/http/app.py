@@ -17,6 +17,7 @@ from quart import Response, g, request
 from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
+from alert_history.domain import decode_postable_alerts, decode_webhook
 from alert_history.errors import AlertHistoryError, StorageError
 from alert_history.http.fastpath import ASGIApp, WebhookFastPath
 from alert_history.http.history import QueryError, parse_history_query, render_page
@@ -53,9 +54,16 @@ def create_asgi(deps: HttpDeps) -> ASGIApp:
         metrics=deps.metrics,
         wall_clock=deps.wall_clock,
     )
+    webhook = partial(accept, decode=decode_webhook)
+    routes = {
+        "/webhook": webhook,
+        "/webhook/": webhook,
+        # Prometheus can send here directly, as if this were an Alertmanager
+        "/api/v2/alerts": partial(accept, decode=decode_postable_alerts),
+    }
     return WebhookFastPath(
         create_app(deps),
-        accept,
+        routes,
         max_body_bytes=deps.max_body_bytes,
         metrics=deps.metrics,
         draining=deps.draining,

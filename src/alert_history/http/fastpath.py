@@ -9,7 +9,7 @@ and the lifespan protocol, goes to the Quart app.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 
 import msgspec
 import trio
@@ -27,7 +27,7 @@ from alert_history.telemetry import Metrics
 
 ASGIApp = ASGIFramework
 
-WEBHOOK_PATHS = frozenset({"/webhook", "/webhook/"})
+Accept = Callable[[bytes, str | None], Awaitable[WebhookAnswer]]
 BODY_TIMEOUT = 30.0
 
 log = logging.getLogger("alert_history.http")
@@ -35,19 +35,19 @@ _encode = msgspec.json.Encoder().encode
 
 
 class WebhookFastPath:
-    """An ASGI app: POST /webhook to `accept`, everything else to `app`."""
+    """An ASGI app: POSTs to the paths of `routes` to their handler, everything else to `app`."""
 
     def __init__(
         self,
         app: ASGIApp,
-        accept: Callable[[bytes, str | None], Awaitable[WebhookAnswer]],
+        routes: Mapping[str, Accept],
         *,
         max_body_bytes: int,
         metrics: Metrics,
         draining: Callable[[], bool],
     ) -> None:
         self._app = app
-        self._accept = accept
+        self._routes = routes
         self._max_body = max_body_bytes
         self._metrics = metrics
         self._draining = draining
@@ -55,23 +55,27 @@ class WebhookFastPath:
     async def __call__(
         self, scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable
     ) -> None:
-        if scope["type"] != "http" or scope["path"] not in WEBHOOK_PATHS:
+        if scope["type"] != "http" or scope["path"] not in self._routes:
             await self._app(scope, receive, send)
         elif scope["method"] == "POST":
-            await self._webhook(scope, receive, send)
+            await self._webhook(scope, receive, send, self._routes[scope["path"]])
         else:
             detail: dict[str, object] = {"detail": "Method Not Allowed: use POST"}
             await _respond(send, 405, detail, [(b"allow", b"POST")])
 
     async def _webhook(
-        self, scope: HTTPScope, receive: ASGIReceiveCallable, send: ASGISendCallable
+        self,
+        scope: HTTPScope,
+        receive: ASGIReceiveCallable,
+        send: ASGISendCallable,
+        accept: Accept,
     ) -> None:
         started = trio.current_time()
         headers = _headers(scope)
         rid = request_id_from(headers.get("x-request-id"))
         token = request_id.set(rid)
         try:
-            answer = await self._answer(headers, receive)
+            answer = await self._answer(headers, receive, accept)
             if answer is None:
                 return  # the client went away
             extra = [(b"x-request-id", rid.encode())]
@@ -81,11 +85,13 @@ class WebhookFastPath:
                 extra.append((b"connection", b"close"))
             await _respond(send, answer.status, answer.body, extra)
         finally:
-            self._metrics.request_latency.labels("/webhook").observe(trio.current_time() - started)
+            self._metrics.request_latency.labels(scope["path"].rstrip("/")).observe(
+                trio.current_time() - started
+            )
             request_id.reset(token)
 
     async def _answer(
-        self, headers: dict[str, str], receive: ASGIReceiveCallable
+        self, headers: dict[str, str], receive: ASGIReceiveCallable, accept: Accept
     ) -> WebhookAnswer | None:
         declared = headers.get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > self._max_body:
@@ -104,7 +110,7 @@ class WebhookFastPath:
         if timeout.cancelled_caught:
             return WebhookAnswer(408, {"detail": "request body not received in time"})
         try:
-            return await self._accept(bytes(body), headers.get("content-type"))
+            return await accept(bytes(body), headers.get("content-type"))
         except Exception:
             log.exception("webhook failed")
             return WebhookAnswer(500, {"detail": "internal error"})

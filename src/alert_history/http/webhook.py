@@ -12,10 +12,10 @@ from dataclasses import dataclass
 
 import trio
 
-from alert_history.domain import InvalidPayload, decode_alertmanager_webhook
+from alert_history.domain import InvalidPayload
 from alert_history.errors import StorageError
 from alert_history.messages import IngestRequest, Reply
-from alert_history.models import WriteOutcome
+from alert_history.models import WebhookBatch, WriteOutcome
 from alert_history.telemetry import Metrics
 
 log = logging.getLogger("alert_history.webhook")
@@ -57,10 +57,14 @@ def _busy(limits: WebhookLimits, reason: str) -> WebhookAnswer:
     return WebhookAnswer(503, {"detail": reason}, retry_after=limits.retry_after)
 
 
+Decoder = Callable[[bytes, int], WebhookBatch]
+
+
 async def accept_webhook(
     body: bytes,
     content_type: str | None,
     *,
+    decode: Decoder,
     ingest: Callable[[], trio.MemorySendChannel[IngestRequest] | None],
     limits: WebhookLimits,
     metrics: Metrics,
@@ -74,7 +78,7 @@ async def accept_webhook(
             415, {"detail": f"Content-Type {content_type!r} is not JSON; send application/json"}
         )
     try:
-        batch = decode_alertmanager_webhook(body)
+        batch = decode(body, int(wall_clock() * 1e9))
     except InvalidPayload as exc:
         metrics.webhook_errors.labels(exc.kind).inc()
         log.info("webhook rejected", extra={"status": exc.status, "field": exc.path})
