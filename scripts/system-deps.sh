@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Make sure the programs the test suite starts are installed: PostgreSQL, Redis and Alertmanager.
+# Make sure the programs the test suite starts are installed: PostgreSQL, Redis, Alertmanager and
+# Prometheus.
 # On Debian/Ubuntu as root they are installed with apt-get; elsewhere this says what to install.
 set -euo pipefail
 
@@ -10,6 +11,7 @@ have_pg() { have initdb || compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/n
 have_pg || missing+=(postgresql)
 have redis-server || missing+=(redis-server)
 have prometheus-alertmanager || have alertmanager || missing+=(prometheus-alertmanager)
+have prometheus || missing+=(prometheus)
 
 [ ${#missing[@]} -eq 0 ] && exit 0
 
@@ -27,6 +29,6 @@ fi
 cat >&2 <<MSG
 The test suite needs these system packages, which are not installed: ${missing[*]}
   Debian/Ubuntu: sudo apt-get install -y ${missing[*]}
-  macOS (Homebrew): brew install postgresql redis alertmanager
+  macOS (Homebrew): brew install postgresql redis alertmanager prometheus
 MSG
 exit 1
