@@ -8,10 +8,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import psycopg
 import pytest
 import trio
 
 from alert_history.config import Settings, load_settings
+from alert_history.errors import SchemaTooNew
+from alert_history.storage import open_storage
+from alert_history.storage import postgres as postgres_backend
 from tests.conftest import running
 from tests.pg import PostgresServer, find_pg_bin
 from tests.support import ServiceProcess, alert, encode, fixture_body, service_env, webhook
@@ -139,3 +143,22 @@ async def test_two_replicas_given_the_same_webhooks_store_each_state_once(
         for replica in replicas:
             replica.terminate()
             assert await replica.wait() == 0
+
+
+async def test_only_one_replica_purges_at_a_time(pg_url: str) -> None:
+    storage = await open_storage(pg_url)
+    try:
+        with psycopg.connect(pg_url) as other, other.transaction():  # another replica purging
+            other.execute("SELECT pg_advisory_xact_lock(%s)", (postgres_backend._PURGE_LOCK,))
+            assert await storage.purge(cutoff=10**18, limit=100) is None
+        assert await storage.purge(cutoff=10**18, limit=100) == 0
+    finally:
+        await storage.aclose()
+
+
+async def test_a_schema_newer_than_the_code_is_refused_on_postgres(pg_url: str) -> None:
+    await (await open_storage(pg_url)).aclose()
+    with psycopg.connect(pg_url) as conn:
+        conn.execute("INSERT INTO schema_migrations VALUES (9999, 'future', 'x', now())")
+    with pytest.raises(SchemaTooNew, match="newer than this code knows"):
+        await open_storage(pg_url)
