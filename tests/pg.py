@@ -45,11 +45,14 @@ class PostgresServer:
         self.process: subprocess.Popen[bytes] | None = None
         self._root = os.geteuid() == 0
 
-    def _user(self) -> dict[str, str]:
-        return {"user": "postgres", "group": "postgres"} if self._root else {}
+    @property
+    def _user(self) -> str | None:
+        """PostgreSQL refuses to run as root: then it runs as the `postgres` system user."""
+        return "postgres" if self._root else None
 
     def _run(self, *args: str) -> None:
-        subprocess.run(args, check=True, capture_output=True, timeout=120, **self._user())
+        user = self._user
+        subprocess.run(args, check=True, capture_output=True, timeout=120, user=user, group=user)
 
     def init(self) -> None:
         self.base.mkdir(parents=True, exist_ok=True)
@@ -72,7 +75,8 @@ class PostgresServer:
             ],
             stdout=log,
             stderr=subprocess.STDOUT,
-            **self._user(),
+            user=self._user,
+            group=self._user,
         )  # fmt: skip
         log.close()
         self.wait_ready()
