@@ -8,11 +8,14 @@ coming from the API, storage or Secrets, and `rule_to_dict` is its inverse.
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Literal, cast
+from typing import Any, Literal, cast
+
+import re2
 
 Action = Literal["allow", "deny", "delay"]
 ACTIONS: frozenset[str] = frozenset({"allow", "deny", "delay"})
@@ -207,11 +210,11 @@ def _holds(key: str, value: object, alert: FilterInput) -> bool:
             return alert.namespace == value
         case "namespace_pattern":
             namespace = alert.namespace
-            return bool(namespace) and re.match(cast(str, value), cast(str, namespace)) is not None
+            return bool(namespace) and _pattern(cast(str, value)).match(namespace) is not None
         case "alert_name":
             return alert.alertname == value
         case "alert_name_pattern":
-            return re.match(cast(str, value), alert.alertname) is not None
+            return _pattern(cast(str, value)).match(alert.alertname) is not None
         case "label_exists":
             return value in alert.labels
         case "label_equals":
@@ -362,5 +365,12 @@ def _check_pattern(value: object, where: str) -> None:
         raise RuleError(where, f"must be at most {MAX_PATTERN_LENGTH} characters")
     try:
         re.compile(value)
-    except (re.error, OverflowError, RecursionError) as error:
+        _pattern(value)
+    except (re.error, re2.error, OverflowError, RecursionError) as error:
         raise RuleError(where, f"invalid regular expression: {error}") from None
+
+
+@functools.lru_cache(maxsize=1024)
+def _pattern(value: str) -> Any:
+    """RE2 matches in linear time: a rule's pattern cannot make filtering hang."""
+    return re2.compile(value)
