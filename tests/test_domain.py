@@ -15,6 +15,7 @@ from alert_history.domain import (
     decode_alertmanager_webhook,
     fingerprint,
     format_ns,
+    parse_query_time,
     parse_rfc3339_ns,
 )
 from tests.support import fixture_body
@@ -138,3 +139,9 @@ def test_any_bytes_are_either_accepted_or_rejected_with_a_4xx(body: bytes) -> No
         decode_alertmanager_webhook(body)
     except InvalidPayload as exc:
         assert exc.status in (400, 422)
+
+
+@pytest.mark.parametrize("text", ["infinity", "-inf", "1e400", "nan", "99999999999"])
+def test_query_times_out_of_range_are_value_errors(text: str) -> None:
+    with pytest.raises(ValueError):
+        parse_query_time(text)

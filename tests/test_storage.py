@@ -11,7 +11,7 @@ import pytest
 import trio
 
 from alert_history.errors import SchemaTooNew, StorageError
-from alert_history.models import AlertEvent, HistoryQuery
+from alert_history.models import AlertEvent, Classification, HistoryQuery
 from alert_history.storage import SQLiteStorage, Storage, open_storage
 from tests.pg import PostgresServer
 
@@ -185,8 +185,9 @@ async def test_pending_migrations_stop_start_up_when_auto_migrate_is_off(tmp_pat
         await open_storage(f"sqlite:///{tmp_path}/fresh.db", migrate=False)
     storage = SQLiteStorage(str(tmp_path / "fresh.db"))
     await storage.open(migrate=False, check=False)
-    assert [m.name for m in await storage.migrate(dry_run=True)] == ["initial"]
-    assert [m.name for m in await storage.migrate()] == ["initial"]
+    names = ["initial", "classifications"]
+    assert [m.name for m in await storage.migrate(dry_run=True)] == names
+    assert [m.name for m in await storage.migrate()] == names
     assert await storage.migrate() == []
     await storage.aclose()
 
@@ -235,3 +236,146 @@ async def test_label_matchers_select_like_alertmanager_on_every_backend(storage:
     assert await select(("namespace", "=", "prod"), ("severity", "!=", "warning")) == ["a", "d"]
     assert await select(("team", "=~", "(?i)SRE.*")) == ["e"]
     assert await select(("x", "=~", "(a+)+b")) == []
+
+
+# -- classifications ---------------------------------------------------------------------------
+
+
+def classification(
+    fp: str = "f1", *, created_at: int = T0, severity: str = "warning", **fields: object
+) -> Classification:
+    values: dict[str, object] = {
+        "confidence": 0.75,
+        "reasoning": "disk fills at 2 %/h",
+        "recommendations": ["grow the volume", "prune old snapshots"],
+        "processing_time": 1.25,
+        "metadata": {"tags": ["disk", "capacity"], "tokens": {"prompt": 812}, "cached": False},
+        "model": "gpt-4o-mini",
+        "source": "llm",
+        **fields,
+    }
+    return msgspec.convert(
+        {"fingerprint": fp, "severity": severity, "created_at": created_at, **values},
+        Classification,
+    )
+
+
+async def test_a_classification_round_trips_every_field(storage: Storage) -> None:
+    item = classification(
+        reasoning="Ünïcode 🔥 reasoning",
+        metadata={"tags": ["a"], "nested": {"x": [1, 2.5, None, True]}, "note": "שלום"},
+    )
+    assert await storage.write_classifications([item]) == 1
+    assert await storage.get_classification("f1") == item
+    bare = classification("f2", processing_time=None, model=None, recommendations=[], metadata={})
+    await storage.write_classifications([bare])
+    assert await storage.get_classification("f2") == bare
+    assert await storage.get_classification("unknown") is None
+
+
+async def test_the_newest_classification_of_a_fingerprint_wins(storage: Storage) -> None:
+    assert await storage.write_classifications([classification(severity="warning")]) == 1
+    older = classification(created_at=T0 - MINUTE, severity="noise")
+    assert await storage.write_classifications([older]) == 0
+    same_time = classification(severity="info")
+    assert await storage.write_classifications([same_time]) == 0
+    kept = await storage.get_classification("f1")
+    assert kept is not None and kept.severity == "warning"
+
+    newer = classification(created_at=T0 + MINUTE, severity="critical", source="fallback")
+    assert await storage.write_classifications([newer]) == 1
+    assert await storage.get_classification("f1") == newer
+
+    batch = [
+        classification("f2", created_at=T0 + 2, severity="critical"),
+        classification("f2", created_at=T0 + 1, severity="info"),
+        classification("f3"),
+    ]
+    assert await storage.write_classifications(batch) == 2
+    latest = await storage.get_classification("f2")
+    assert latest is not None and latest.severity == "critical"
+
+
+async def test_classification_json_with_nul_is_stored(storage: Storage) -> None:
+    item = classification(recommendations=["a\0b"], metadata={"k\0": "v\0"})
+    await storage.write_classifications([item])
+    got = await storage.get_classification("f1")
+    assert got is not None
+    if storage.backend == "sqlite":
+        assert got == item
+    else:  # jsonb cannot hold U+0000
+        assert (got.recommendations, got.metadata) == (["a\ufffdb"], {"k\ufffd": "v\ufffd"})
+
+
+# -- imports -----------------------------------------------------------------------------------
+
+
+def imported(
+    fp: str = "f1",
+    *,
+    status: str = "firing",
+    ends_at: int = 0,
+    first: int = T0,
+    last: int = T0,
+    count: int = 1,
+) -> AlertEvent:
+    ev = event(fp, status=status, ends_at=ends_at, received_at=first, count=count)
+    return msgspec.structs.replace(ev, last_seen=last, source="legacy-v1")
+
+
+async def test_an_import_inserts_only_missing_states_keeping_counts_and_times(
+    storage: Storage,
+) -> None:
+    await storage.write_events([event("live")])
+    batch = [
+        imported("live", count=7, first=T0 - MINUTE),  # already stored: left as it is
+        imported("f1", count=3, first=T0, last=T0 + 5 * MINUTE),
+        imported("f1", status="resolved", ends_at=T0 + 6 * MINUTE, first=T0 + 6 * MINUTE,
+                 last=T0 + 6 * MINUTE),
+    ]  # fmt: skip
+    assert await storage.import_events(batch) == 2
+    page = await storage.history(HistoryQuery())
+    rows = {(e.fingerprint, e.status): e for e in page.events}
+    live = rows[("live", "firing")]
+    assert (live.notify_count, live.first_seen, live.source) == (1, T0, "alertmanager")
+    firing = rows[("f1", "firing")]
+    assert (firing.notify_count, firing.first_seen, firing.last_seen) == (3, T0, T0 + 5 * MINUTE)
+    assert firing.source == "legacy-v1"
+    current = await storage.current_state("f1")
+    assert current is not None
+    assert (current.status, current.ends_at, current.updated_at) == (
+        "resolved",
+        T0 + 6 * MINUTE,
+        T0 + 6 * MINUTE,
+    )
+
+    assert await storage.import_events(batch) == 0
+    assert (await storage.history(HistoryQuery())).events == page.events
+    assert await storage.current_state("f1") == current
+
+
+async def test_an_import_never_moves_the_current_state_back(storage: Storage) -> None:
+    await storage.write_events([event(starts_at=T0 + 10 * MINUTE, received_at=T0 + 10 * MINUTE)])
+    before = await storage.current_state("f1")
+    assert await storage.import_events([imported(status="resolved", ends_at=T0 + MINUTE)]) == 1
+    assert await storage.current_state("f1") == before
+
+
+async def test_an_import_counts_a_state_repeated_in_one_batch_once(storage: Storage) -> None:
+    assert await storage.import_events([imported(count=2), imported(count=9)]) == 1
+    (row,) = (await storage.history(HistoryQuery())).events
+    assert row.notify_count == 2
+
+
+async def test_a_large_import_spans_several_statements(storage: Storage) -> None:
+    batch = [imported(f"f{i}") for i in range(1_234)]
+    assert await storage.import_events(batch) == 1_234
+    assert await storage.import_events(batch) == 0
+    stats = await storage.stats()
+    assert (stats.current, stats.firing) == (1_234, 1_234)
+
+
+async def test_write_events_keeps_received_at_as_first_and_last_seen(storage: Storage) -> None:
+    await storage.write_events([event(received_at=T0 + 1)])
+    (row,) = (await storage.history(HistoryQuery())).events
+    assert (row.first_seen, row.last_seen) == (T0 + 1, T0 + 1)

@@ -1,4 +1,4 @@
-"""Command line: `alert-history serve|migrate|config`."""
+"""Command line: `alert-history serve|migrate|config|import-legacy`."""
 
 from __future__ import annotations
 
@@ -31,7 +31,31 @@ def _parser() -> argparse.ArgumentParser:
     migrate = commands.add_parser("migrate", help="apply database migrations")
     migrate.add_argument("--dry-run", action="store_true", help="list pending migrations only")
     commands.add_parser("config", help="print the effective settings, secrets redacted")
+    legacy = commands.add_parser(
+        "import-legacy",
+        help="import the history of the legacy Python service",
+        description="Import alerts and classifications from a legacy alert-history database "
+        "(v1 or v2 SQLite file, or v2 PostgreSQL URL) into the configured database. "
+        "Rows already imported are skipped, so it can be run again.",
+    )
+    legacy.add_argument("source", metavar="SOURCE", help="SQLite file or postgresql:// URL")
+    legacy.add_argument(
+        "--batch", type=_positive_int, default=1000, metavar="N", help="rows per batch (1000)"
+    )
+    legacy.add_argument(
+        "--dry-run", action="store_true", help="read and map everything, write nothing"
+    )
     return parser
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1: {value}")
+    return value
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -49,6 +73,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if command == "migrate":
             return trio.run(_migrate, settings, args.dry_run)
+        if command == "import-legacy":
+            try:
+                return trio.run(_import_legacy, settings, args)
+            except KeyboardInterrupt:
+                print("\nalert-history: interrupted; run again to go on", file=sys.stderr)
+                return 130
         return _serve(settings)
     except AlertHistoryError as exc:
         log.error("fatal", extra={"error": str(exc), "type": type(exc).__name__})
@@ -86,6 +116,22 @@ async def _migrate(settings: Settings, dry_run: bool) -> int:
     if not done:
         print("schema is up to date")
     return 0
+
+
+async def _import_legacy(settings: Settings, args: argparse.Namespace) -> int:
+    from alert_history.legacy import run_import_command
+
+    db = settings.database
+    return await run_import_command(
+        args.source,
+        database_url=db.url,
+        auto_migrate=db.auto_migrate,
+        query_timeout=db.query_timeout,
+        batch=args.batch,
+        dry_run=args.dry_run,
+        out=sys.stdout,
+        err=sys.stderr,
+    )
 
 
 if __name__ == "__main__":

@@ -51,6 +51,31 @@ class AlertEvent(msgspec.Struct, frozen=True, kw_only=True):
     received_at: int
     fingerprint_computed: bool = False
     notify_count: int = 1
+    # Last notification time when it differs from `received_at` (imports of older history);
+    # None: `received_at` is both the first and the last time seen.
+    last_seen: int | None = None
+
+
+Severity = Literal["critical", "warning", "info", "noise"]
+ClassificationSource = Literal["llm", "fallback", "import"]
+
+
+class Classification(msgspec.Struct, frozen=True, kw_only=True):
+    """What the classifier (or an import from the legacy service) said about one fingerprint.
+
+    `severity` is one of `Severity` when produced here; imports keep any legacy string.
+    """
+
+    fingerprint: str
+    severity: str
+    confidence: float  # 0..1
+    reasoning: str = ""
+    recommendations: list[str] = msgspec.field(default_factory=list)
+    processing_time: float | None = None  # seconds
+    metadata: dict[str, object] = msgspec.field(default_factory=dict)
+    model: str | None = None
+    source: str  # a ClassificationSource
+    created_at: int  # ns since the epoch
 
 
 class StoredEvent(msgspec.Struct, frozen=True, kw_only=True):

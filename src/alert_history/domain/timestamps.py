@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import calendar
 import functools
+import math
 import re
 from datetime import UTC, datetime
 
@@ -18,6 +19,7 @@ _ZERO_TIME_YEAR = 1
 # int64 nanoseconds cover 1677-09-21 .. 2262-04-11; keep a margin on both sides.
 _MIN_YEAR = 1678
 _MAX_YEAR = 2261
+_MAX_UNIX_SECONDS = 9_000_000_000  # about year 2255
 
 _RFC3339 = re.compile(
     r"(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?([Zz]|[+-]\d{2}:\d{2})\Z"
@@ -79,9 +81,13 @@ def parse_query_time(text: str) -> int:
     except ValueError:
         pass
     try:
-        return int(float(text) * 1_000_000_000)
+        seconds = float(text)
     except ValueError:
         pass
+    else:
+        if not math.isfinite(seconds) or abs(seconds) > _MAX_UNIX_SECONDS:
+            raise ValueError(f"Unix time out of range: {text[:64]!r}")
+        return int(seconds * 1_000_000_000)
     try:
         parsed = datetime.fromisoformat(text)
     except ValueError:

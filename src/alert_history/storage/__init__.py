@@ -40,4 +40,5 @@ __all__ = [
     "Storage",
     "StorageStats",
     "open_storage",
+    "sqlite_path",
 ]

@@ -9,6 +9,7 @@ import msgspec
 
 from alert_history.models import (
     AlertEvent,
+    Classification,
     CurrentState,
     HistoryPage,
     HistoryQuery,
@@ -30,6 +31,22 @@ class Storage(Protocol):
 
     async def write_events(self, events: Sequence[AlertEvent]) -> WriteOutcome:
         """Store states in one transaction: new states inserted, repeats counted."""
+        ...
+
+    async def import_events(self, events: Sequence[AlertEvent]) -> int:
+        """Insert the states not stored yet, as given (counts and times kept); return how many.
+
+        A state already stored is left exactly as it is, so running one import twice changes
+        nothing the second time. The current state moves forward as with `write_events`.
+        """
+        ...
+
+    async def write_classifications(self, items: Sequence[Classification]) -> int:
+        """Store the classifications newer than the one kept per fingerprint; return how many."""
+        ...
+
+    async def get_classification(self, fingerprint: str) -> Classification | None:
+        """Return the latest classification of `fingerprint`, or None."""
         ...
 
     async def history(self, query: HistoryQuery) -> HistoryPage:

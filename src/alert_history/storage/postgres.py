@@ -21,6 +21,7 @@ from psycopg import errors as pg_errors
 from alert_history.errors import StorageError, StorageUnavailable
 from alert_history.models import (
     AlertEvent,
+    Classification,
     CurrentState,
     HistoryPage,
     HistoryQuery,
@@ -29,16 +30,21 @@ from alert_history.models import (
 from alert_history.storage.base import StorageStats
 from alert_history.storage.migrations import Migration, known_migrations, pending
 from alert_history.storage.sql import (
+    CLASSIFICATION_FIELDS,
     CURRENT_FIELDS,
     EVENT_COLUMNS,
     EVENT_FIELDS,
     PURGE_CURRENT,
     PURGE_EVENTS,
+    classification_params,
     current_params,
     current_winners,
     event_params,
     fold_group,
     history_filters,
+    inserted_events,
+    newest_classifications,
+    row_to_classification,
     row_to_event,
     state_key,
     values,
@@ -51,6 +57,12 @@ _CHUNK = 500  # rows per statement: 19 parameters a row, far below the protocol'
 _MIGRATION_LOCK = 7_314_001  # pg_advisory_xact_lock key: one replica migrates at a time
 _PURGE_LOCK = 7_314_002  # pg_try_advisory_xact_lock key: one replica purges at a time
 _RETRIES = 3  # deadlocks and serialization failures between replicas are retried
+
+# jsonb read back as text, decoded by msgspec as on SQLite
+_CLASSIFICATION_COLUMNS = (
+    "fingerprint, severity, confidence, reasoning, recommendations::text, processing_time, "
+    "metadata::text, model, source, created_at"
+)
 
 _EVENT_COLUMNS = EVENT_COLUMNS.format(
     labels="coalesce(labels_exact, labels::text)",
@@ -69,6 +81,31 @@ ON CONFLICT (fingerprint, starts_at, status, ends_at) DO UPDATE SET
     annotations = excluded.annotations,
     annotations_exact = excluded.annotations_exact
 RETURNING (xmax = 0)
+"""
+
+
+# Imports insert what is missing and touch nothing else; RETURNING names the rows inserted.
+@functools.lru_cache(maxsize=64)
+def _import_events(rows: int) -> str:
+    return f"""
+INSERT INTO alert_events ({EVENT_FIELDS}, labels_exact, annotations_exact)
+VALUES {values(rows, 19, "%s")}
+ON CONFLICT (fingerprint, starts_at, status, ends_at) DO NOTHING
+RETURNING fingerprint, starts_at, status, ends_at
+"""
+
+
+@functools.lru_cache(maxsize=64)
+def _upsert_classifications(rows: int) -> str:
+    return f"""
+INSERT INTO classifications AS c ({CLASSIFICATION_FIELDS})
+VALUES {values(rows, 10, "%s")}
+ON CONFLICT (fingerprint) DO UPDATE SET
+    severity = excluded.severity, confidence = excluded.confidence,
+    reasoning = excluded.reasoning, recommendations = excluded.recommendations,
+    processing_time = excluded.processing_time, metadata = excluded.metadata,
+    model = excluded.model, source = excluded.source, created_at = excluded.created_at
+WHERE excluded.created_at > c.created_at
 """
 
 
@@ -170,6 +207,39 @@ class PostgresStorage:
         inserted = await self._run(write, retry=True)
         return WriteOutcome(inserted, len(events) - inserted)
 
+    async def import_events(self, events: Sequence[AlertEvent]) -> int:
+        rows = sorted(events, key=state_key)  # lock order, as in write_events
+
+        def write(conn: Conn) -> int:
+            inserted: list[AlertEvent] = []
+            with conn.transaction():
+                for start in range(0, len(rows), _CHUNK):
+                    chunk = rows[start : start + _CHUNK]
+                    params = event_params(chunk, exact_columns=True)
+                    keys = conn.execute(_import_events(len(chunk)), params).fetchall()
+                    inserted += inserted_events(chunk, keys)
+                current = current_winners(inserted)
+                for start in range(0, len(current), _CHUNK):
+                    part = current[start : start + _CHUNK]
+                    conn.execute(_upsert_current(len(part)), current_params(part))
+            return len(inserted)
+
+        return await self._run(write, retry=True)
+
+    async def write_classifications(self, items: Sequence[Classification]) -> int:
+        rows = newest_classifications(items)
+
+        def write(conn: Conn) -> int:
+            written = 0
+            with conn.transaction():
+                for start in range(0, len(rows), _CHUNK):
+                    chunk = rows[start : start + _CHUNK]
+                    params = classification_params(chunk, jsonb=True)
+                    written += conn.execute(_upsert_classifications(len(chunk)), params).rowcount
+            return written
+
+        return await self._run(write, retry=True)
+
     async def purge(self, cutoff: int, limit: int) -> int | None:
         def run(conn: Conn) -> int | None:
             with conn.transaction():
@@ -221,6 +291,16 @@ class PostgresStorage:
                 fingerprint=fp, status=status, starts_at=starts, ends_at=ends, alertname=name,
                 namespace=ns, severity=sev, updated_at=updated,
             )  # fmt: skip
+
+        return await self._run(read, abandon=True)
+
+    async def get_classification(self, fingerprint: str) -> Classification | None:
+        def read(conn: Conn) -> Classification | None:
+            row = conn.execute(
+                f"SELECT {_CLASSIFICATION_COLUMNS} FROM classifications WHERE fingerprint = %s",
+                (fingerprint,),
+            ).fetchone()
+            return None if row is None else row_to_classification(row)
 
         return await self._run(read, abandon=True)
 

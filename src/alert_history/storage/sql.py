@@ -12,10 +12,13 @@ from typing import Any
 import msgspec
 
 from alert_history.domain import Dialect, Matcher, sql_condition
-from alert_history.models import AlertEvent, HistoryQuery, StoredEvent
+from alert_history.models import AlertEvent, Classification, HistoryQuery, StoredEvent
 
 encode_map = msgspec.json.Encoder(order="sorted").encode
 decode_map = msgspec.json.Decoder(dict[str, str]).decode
+_decode_strings = msgspec.json.Decoder(list[str]).decode
+_decode_object = msgspec.json.Decoder(dict[str, object]).decode
+_decode_any = msgspec.json.Decoder().decode
 
 EVENT_FIELDS = (
     "fingerprint, status, starts_at, ends_at, alertname, namespace, severity, labels, "
@@ -89,12 +92,16 @@ def event_params(events: Sequence[AlertEvent], *, exact_columns: bool = False) -
         params += (
             ev.fingerprint, ev.status, ev.starts_at, ev.ends_at, ev.alertname, ev.namespace,
             ev.severity, labels.decode(), annotations.decode(), ev.generator_url, ev.receiver,
-            ev.group_key, ev.source, ev.fingerprint_computed, ev.received_at, ev.received_at,
+            ev.group_key, ev.source, ev.fingerprint_computed, ev.received_at, _last_seen(ev),
             ev.notify_count,
         )  # fmt: skip
         if exact_columns:
             params += (labels_exact, annotations_exact)
     return params
+
+
+def _last_seen(event: AlertEvent) -> int:
+    return event.received_at if event.last_seen is None else event.last_seen
 
 
 def _nul_safe(encoded: bytes, mapping: dict[str, str]) -> tuple[bytes, str | None]:
@@ -109,9 +116,89 @@ def current_params(events: Sequence[AlertEvent]) -> list[object]:
     for ev in events:
         params += (
             ev.fingerprint, ev.status, ev.starts_at, ev.ends_at, ev.alertname, ev.namespace,
-            ev.severity, ev.received_at,
+            ev.severity, _last_seen(ev),
         )  # fmt: skip
     return params
+
+
+def inserted_events(
+    events: Sequence[AlertEvent], keys: Sequence[tuple[Any, ...]]
+) -> list[AlertEvent]:
+    """The events whose state keys an insert-if-absent statement returned as inserted.
+
+    Within one statement the first row of a key is the one inserted; later ones hit it.
+    """
+    by_key: dict[StateKey, AlertEvent] = {}
+    for event in events:
+        by_key.setdefault(state_key(event), event)
+    return [by_key[(fp, int(starts), status, int(ends))] for fp, starts, status, ends in keys]
+
+
+CLASSIFICATION_FIELDS = (
+    "fingerprint, severity, confidence, reasoning, recommendations, processing_time, metadata, "
+    "model, source, created_at"
+)
+
+
+def newest_classifications(items: Sequence[Classification]) -> list[Classification]:
+    """One classification per fingerprint, the newest (the later one on a tie), sorted.
+
+    One statement may not update a row twice (PostgreSQL refuses it); the sort keeps concurrent
+    writers locking rows in one order.
+    """
+    best: dict[str, Classification] = {}
+    for item in items:
+        seen = best.get(item.fingerprint)
+        if seen is None or item.created_at >= seen.created_at:
+            best[item.fingerprint] = item
+    return [best[fp] for fp in sorted(best)]
+
+
+def classification_params(items: Sequence[Classification], *, jsonb: bool = False) -> list[object]:
+    """Parameters for CLASSIFICATION_FIELDS; with `jsonb`, U+0000 becomes U+FFFD in the JSON."""
+    params: list[object] = []
+    for c in items:
+        recommendations, metadata = encode_map(c.recommendations), encode_map(c.metadata)
+        if jsonb:
+            recommendations, metadata = _jsonb_safe(recommendations), _jsonb_safe(metadata)
+        params += (
+            c.fingerprint, c.severity, c.confidence, c.reasoning, recommendations.decode(),
+            c.processing_time, metadata.decode(), c.model, c.source, c.created_at,
+        )  # fmt: skip
+    return params
+
+
+def _jsonb_safe(encoded: bytes) -> bytes:
+    if b"\\u0000" not in encoded:
+        return encoded
+    return encode_map(_without_nul(_decode_any(encoded)))
+
+
+def _without_nul(value: object) -> object:
+    if isinstance(value, str):
+        return value.replace("\0", "\ufffd")
+    if isinstance(value, list):
+        return [_without_nul(v) for v in value]
+    if isinstance(value, dict):
+        return {str(_without_nul(k)): _without_nul(v) for k, v in value.items()}
+    return value
+
+
+def row_to_classification(row: tuple[Any, ...]) -> Classification:
+    (fp, severity, confidence, reasoning, recommendations, processing_time, metadata, model,
+     source, created_at) = row  # fmt: skip
+    return Classification(
+        fingerprint=fp,
+        severity=severity,
+        confidence=float(confidence),
+        reasoning=reasoning,
+        recommendations=_decode_strings(recommendations),
+        processing_time=None if processing_time is None else float(processing_time),
+        metadata=_decode_object(metadata),
+        model=model,
+        source=source,
+        created_at=int(created_at),
+    )
 
 
 def values(rows: int, columns: int, placeholder: str) -> str:

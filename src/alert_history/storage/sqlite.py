@@ -22,6 +22,7 @@ from alert_history.domain import sqlite_regexp
 from alert_history.errors import StorageError, StorageUnavailable
 from alert_history.models import (
     AlertEvent,
+    Classification,
     CurrentState,
     HistoryPage,
     HistoryQuery,
@@ -30,16 +31,21 @@ from alert_history.models import (
 from alert_history.storage.base import StorageStats
 from alert_history.storage.migrations import Migration, known_migrations, pending
 from alert_history.storage.sql import (
+    CLASSIFICATION_FIELDS,
     CURRENT_FIELDS,
     EVENT_COLUMNS,
     EVENT_FIELDS,
     PURGE_CURRENT,
     PURGE_EVENTS,
+    classification_params,
     current_params,
     current_winners,
     event_params,
     fold_group,
     history_filters,
+    inserted_events,
+    newest_classifications,
+    row_to_classification,
     row_to_event,
     values,
 )
@@ -58,6 +64,29 @@ ON CONFLICT (fingerprint, starts_at, status, ends_at) DO UPDATE SET
     notify_count = notify_count + excluded.notify_count,
     last_seen = max(last_seen, excluded.last_seen),
     annotations = excluded.annotations
+"""
+
+
+# Imports insert what is missing and touch nothing else; RETURNING names the rows inserted.
+@functools.lru_cache(maxsize=64)
+def _import_events(rows: int) -> str:
+    return f"""
+INSERT INTO alert_events ({EVENT_FIELDS}) VALUES {values(rows, 17, "?")}
+ON CONFLICT (fingerprint, starts_at, status, ends_at) DO NOTHING
+RETURNING fingerprint, starts_at, status, ends_at
+"""
+
+
+@functools.lru_cache(maxsize=64)
+def _upsert_classifications(rows: int) -> str:
+    return f"""
+INSERT INTO classifications ({CLASSIFICATION_FIELDS}) VALUES {values(rows, 10, "?")}
+ON CONFLICT (fingerprint) DO UPDATE SET
+    severity = excluded.severity, confidence = excluded.confidence,
+    reasoning = excluded.reasoning, recommendations = excluded.recommendations,
+    processing_time = excluded.processing_time, metadata = excluded.metadata,
+    model = excluded.model, source = excluded.source, created_at = excluded.created_at
+WHERE excluded.created_at > classifications.created_at
 """
 
 
@@ -115,7 +144,10 @@ class SQLiteStorage:
     def _open_sync(self, migrate: bool, check: bool) -> None:
         folder = os.path.dirname(self.path)
         if folder:
-            os.makedirs(folder, exist_ok=True)
+            try:
+                os.makedirs(folder, exist_ok=True)
+            except OSError as exc:
+                raise StorageUnavailable(f"cannot create {folder}: {exc}") from exc
         self._writer = self._connect()
         self._writer.execute("PRAGMA journal_mode=WAL")
         if migrate:
@@ -212,6 +244,49 @@ class SQLiteStorage:
         # deleted first), so the ids they took say how many were inserted
         return int(after - before)
 
+    async def import_events(self, events: Sequence[AlertEvent]) -> int:
+        return await self._write(lambda conn: self._import_events_sync(conn, events))
+
+    @staticmethod
+    def _import_events_sync(conn: sqlite3.Connection, events: Sequence[AlertEvent]) -> int:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            inserted: list[AlertEvent] = []
+            for start in range(0, len(events), _CHUNK):
+                chunk = events[start : start + _CHUNK]
+                keys = conn.execute(_import_events(len(chunk)), event_params(chunk)).fetchall()
+                inserted += inserted_events(chunk, keys)
+            current = current_winners(inserted)
+            for start in range(0, len(current), _CHUNK):
+                rows = current[start : start + _CHUNK]
+                conn.execute(_upsert_current(len(rows)), current_params(rows))
+            conn.execute("COMMIT")
+        except Exception:
+            conn.execute("ROLLBACK")
+            raise
+        return len(inserted)
+
+    async def write_classifications(self, items: Sequence[Classification]) -> int:
+        rows = newest_classifications(items)
+
+        def run(conn: sqlite3.Connection) -> int:
+            written = 0
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                for start in range(0, len(rows), _CHUNK):
+                    chunk = rows[start : start + _CHUNK]
+                    cursor = conn.execute(
+                        _upsert_classifications(len(chunk)), classification_params(chunk)
+                    )
+                    written += cursor.rowcount  # inserts and updates; not rows kept as they were
+                conn.execute("COMMIT")
+            except Exception:
+                conn.execute("ROLLBACK")
+                raise
+            return written
+
+        return await self._write(run)
+
     async def purge(self, cutoff: int, limit: int) -> int | None:
         def run(conn: sqlite3.Connection) -> int:
             conn.execute("BEGIN IMMEDIATE")
@@ -244,6 +319,16 @@ class SQLiteStorage:
                 fingerprint=fp, status=status, starts_at=starts, ends_at=ends, alertname=name,
                 namespace=ns, severity=sev, updated_at=updated,
             )  # fmt: skip
+
+        return await self._read(run)
+
+    async def get_classification(self, fingerprint: str) -> Classification | None:
+        def run(conn: sqlite3.Connection) -> Classification | None:
+            row = conn.execute(
+                f"SELECT {CLASSIFICATION_FIELDS} FROM classifications WHERE fingerprint = ?",
+                (fingerprint,),
+            ).fetchone()
+            return None if row is None else row_to_classification(row)
 
         return await self._read(run)
 
