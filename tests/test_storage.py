@@ -12,7 +12,7 @@ import trio
 
 from alert_history.errors import SchemaTooNew, StorageError
 from alert_history.models import AlertEvent, Classification, HistoryQuery
-from alert_history.storage import SQLiteStorage, Storage, open_storage
+from alert_history.storage import Db, SQLiteStorage, Storage, open_storage
 from tests.pg import PostgresServer
 
 T0 = 1_700_000_000_000_000_000
@@ -379,3 +379,27 @@ async def test_write_events_keeps_received_at_as_first_and_last_seen(storage: St
     await storage.write_events([event(received_at=T0 + 1)])
     (row,) = (await storage.history(HistoryQuery())).events
     assert (row.first_seen, row.last_seen) == (T0 + 1, T0 + 1)
+
+
+async def test_feature_sql_runs_on_every_backend_with_one_placeholder_style(
+    storage: Storage,
+) -> None:
+    await storage.write_events([event("f1", name="50% disk"), event("f2", name="other")])
+
+    def count_like(db: Db) -> int:
+        row = db.fetchone(
+            "SELECT count(*) FROM alert_events WHERE alertname LIKE ? AND alertname LIKE '5%'",
+            ["%disk"],
+        )
+        assert row is not None
+        return int(row[0])
+
+    assert await storage.read(count_like) == 1
+
+    def delete_then_fail(db: Db) -> None:
+        assert db.execute("DELETE FROM alert_events WHERE fingerprint = ?", ["f1"]) == 1
+        raise RuntimeError("abort the transaction")
+
+    with pytest.raises(RuntimeError):
+        await storage.write(delete_then_fail)
+    assert (await storage.history(HistoryQuery())).total == 2  # rolled back

@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from functools import partial
-from typing import Any
 
 import trio
 from quart import Response, g, request
@@ -19,30 +17,17 @@ from werkzeug.exceptions import HTTPException
 
 from alert_history.domain import decode_postable_alerts, decode_webhook
 from alert_history.errors import AlertHistoryError, StorageError
+from alert_history.http.deps import HttpDeps
 from alert_history.http.fastpath import ASGIApp, WebhookFastPath
 from alert_history.http.history import QueryError, parse_history_query, render_page
+from alert_history.http.report_routes import register_report_routes
 from alert_history.http.responses import error, field_error, json_response
-from alert_history.http.webhook import WebhookLimits, accept_webhook
+from alert_history.http.rule_routes import register_rule_routes
+from alert_history.http.webhook import accept_webhook
 from alert_history.logs import request_id, request_id_from
-from alert_history.messages import IngestRequest
-from alert_history.storage import Storage
-from alert_history.telemetry import CONTENT_TYPE, Metrics
+from alert_history.telemetry import CONTENT_TYPE
 
 log = logging.getLogger("alert_history.http")
-
-
-@dataclass(frozen=True)
-class HttpDeps:
-    storage: Storage
-    metrics: Metrics
-    ingest: Callable[[], trio.MemorySendChannel[IngestRequest] | None]
-    limits: WebhookLimits
-    max_body_bytes: int
-    supervisor_tree: Callable[[], dict[str, Any]]
-    actors_ready: Callable[[], bool]
-    draining: Callable[[], bool]
-    wall_clock: Callable[[], float]
-    started_at: float
 
 
 def create_asgi(deps: HttpDeps) -> ASGIApp:
@@ -121,6 +106,9 @@ def create_app(deps: HttpDeps) -> QuartTrio:
             return field_error(422, exc.name, exc.message, "value_error")
         page = await deps.storage.history(query)
         return json_response(render_page(page, query))
+
+    register_report_routes(app, deps)
+    register_rule_routes(app, deps)
 
     @app.get("/healthz")
     async def healthz() -> Response:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from alert_history.errors import StorageError
 from alert_history.storage.base import Storage, StorageStats
+from alert_history.storage.executor import Db, Dialect, Row
 from alert_history.storage.migrations import Migration
 from alert_history.storage.postgres import PostgresStorage
 from alert_history.storage.sqlite import SQLiteStorage, sqlite_path
@@ -34,8 +35,11 @@ async def open_storage(
 
 
 __all__ = [
+    "Db",
+    "Dialect",
     "Migration",
     "PostgresStorage",
+    "Row",
     "SQLiteStorage",
     "Storage",
     "StorageStats",

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Protocol
+from collections.abc import Callable, Sequence
+from typing import Protocol, TypeVar
 
 import msgspec
 
@@ -15,6 +15,9 @@ from alert_history.models import (
     HistoryQuery,
     WriteOutcome,
 )
+from alert_history.storage.executor import Db
+
+T = TypeVar("T")
 
 
 class StorageStats(msgspec.Struct, frozen=True):
@@ -63,6 +66,14 @@ class Storage(Protocol):
 
         Returns None when another replica is purging (PostgreSQL advisory lock).
         """
+        ...
+
+    async def read(self, fn: Callable[[Db], T]) -> T:
+        """Run `fn(db)` in a worker thread with a read connection (feature queries)."""
+        ...
+
+    async def write(self, fn: Callable[[Db], T]) -> T:
+        """Run `fn(db)` in a worker thread inside one write transaction."""
         ...
 
     async def ping(self) -> None:

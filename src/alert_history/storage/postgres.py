@@ -28,6 +28,7 @@ from alert_history.models import (
     WriteOutcome,
 )
 from alert_history.storage.base import StorageStats
+from alert_history.storage.executor import Db, PostgresDb
 from alert_history.storage.migrations import Migration, known_migrations, pending
 from alert_history.storage.sql import (
     CLASSIFICATION_FIELDS,
@@ -321,6 +322,16 @@ class PostgresStorage:
             )
 
         return await self._run(read, abandon=True)
+
+    async def read(self, fn: Callable[[Db], T]) -> T:
+        return await self._run(lambda conn: fn(PostgresDb(conn)), abandon=True)
+
+    async def write(self, fn: Callable[[Db], T]) -> T:
+        def run(conn: Conn) -> T:
+            with conn.transaction():
+                return fn(PostgresDb(conn))
+
+        return await self._run(run, retry=True)
 
     # -- plumbing --------------------------------------------------------------------------
 

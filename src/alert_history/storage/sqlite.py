@@ -29,6 +29,7 @@ from alert_history.models import (
     WriteOutcome,
 )
 from alert_history.storage.base import StorageStats
+from alert_history.storage.executor import Db, SqliteDb
 from alert_history.storage.migrations import Migration, known_migrations, pending
 from alert_history.storage.sql import (
     CLASSIFICATION_FIELDS,
@@ -347,6 +348,22 @@ class SQLiteStorage:
         return await self._read(run)
 
     # -- plumbing --------------------------------------------------------------------------
+
+    async def read(self, fn: Callable[[Db], T]) -> T:
+        return await self._read(lambda conn: fn(SqliteDb(conn)))
+
+    async def write(self, fn: Callable[[Db], T]) -> T:
+        def run(conn: sqlite3.Connection) -> T:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                result = fn(SqliteDb(conn))
+                conn.execute("COMMIT")
+            except Exception:
+                conn.execute("ROLLBACK")
+                raise
+            return result
+
+        return await self._write(run)
 
     async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         async with self._write_limiter:
