@@ -29,6 +29,7 @@ LEGACY_TABLE: list[tuple[str, str, str, object]] = [
     ("SERVICE_VERSION", "9.9.9", "service_version", "9.9.9"),
     ("ENVIRONMENT", "production", "environment", "production"),
     ("RETENTION_DAYS", "7", "retention_days", 7),
+    ("STALE_FIRING_AFTER", "600", "stale_firing_after", 600.0),
     ("ENRICHMENT_MODE", "transparent", "enrichment_mode", "transparent"),
     ("HOST", "127.0.0.1", "server.host", "127.0.0.1"),
     ("SERVER_HOST", "10.0.0.1", "server.host", "10.0.0.1"),

@@ -117,7 +117,13 @@ def build_service(
         )
 
     async def start_metrics(task_status: trio.TaskStatus[None]) -> None:
-        await metrics.run(storage=storage, metrics=m, task_status=task_status)
+        await metrics.run(
+            storage=storage,
+            metrics=m,
+            wall_clock_ns=lambda: int(wall_clock() * 1e9),
+            stale_after=settings.stale_firing_after,
+            task_status=task_status,
+        )
 
     async def start_housekeeping(task_status: trio.TaskStatus[None]) -> None:
         await housekeeping.run(
@@ -141,6 +147,7 @@ def build_service(
             draining=lambda: service.draining,
             wall_clock=wall_clock,
             started_at=wall_clock(),
+            stale_firing_after=settings.stale_firing_after,
         )
     )
     server = settings.server

@@ -106,6 +106,11 @@ class Metrics:
             ["result"],
             registry=r,
         )
+        self.stale_firing = Gauge(
+            "alert_history_stale_firing_episodes",
+            "Episodes still firing with no notification for longer than STALE_FIRING_AFTER",
+            registry=r,
+        )
         self.alerts_stored = Gauge(
             "alert_history_alerts_stored", "Alert events in storage", registry=r
         )

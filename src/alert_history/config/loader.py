@@ -42,6 +42,7 @@ _LEGACY: tuple[_EnvVar, ...] = (
     _EnvVar("SERVICE_VERSION", "service_version"),
     _EnvVar("ENVIRONMENT", "environment"),
     _EnvVar("RETENTION_DAYS", "retention_days"),
+    _EnvVar("STALE_FIRING_AFTER", "stale_firing_after"),
     _EnvVar("ENRICHMENT_MODE", "enrichment_mode"),
     _EnvVar("HOST", "server.host"),
     _EnvVar("SERVER_HOST", "server.host"),

@@ -103,6 +103,9 @@ class Settings(_Section, frozen=True, forbid_unknown_fields=True, kw_only=True):
     service_version: str = "0.1.0"
     environment: str = "development"
     retention_days: PositiveInt = 30
+    # a firing episode with no notification for this long is "stale" (Alertmanager re-sends
+    # firing alerts every repeat_interval, 4 h by default)
+    stale_firing_after: PositiveFloat = 43_200.0
     enrichment_mode: EnrichmentMode = "enriched"
     server: ServerSettings = msgspec.field(default_factory=ServerSettings)
     database: DatabaseSettings = msgspec.field(default_factory=DatabaseSettings)

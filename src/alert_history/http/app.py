@@ -23,6 +23,7 @@ from alert_history.http.history import QueryError, parse_history_query, render_p
 from alert_history.http.report_routes import register_report_routes
 from alert_history.http.responses import error, field_error, json_response
 from alert_history.http.rule_routes import register_rule_routes
+from alert_history.http.timeline_routes import register_timeline_routes
 from alert_history.http.webhook import accept_webhook
 from alert_history.logs import request_id, request_id_from
 from alert_history.telemetry import CONTENT_TYPE
@@ -109,6 +110,7 @@ def create_app(deps: HttpDeps) -> QuartTrio:
 
     register_report_routes(app, deps)
     register_rule_routes(app, deps)
+    register_timeline_routes(app, deps)
 
     @app.get("/healthz")
     async def healthz() -> Response:

@@ -26,3 +26,4 @@ class HttpDeps:
     draining: Callable[[], bool]
     wall_clock: Callable[[], float]
     started_at: float
+    stale_firing_after: float

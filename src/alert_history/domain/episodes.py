@@ -1,0 +1,82 @@
+"""Episodes and the timeline of one fingerprint, assembled from its stored state changes.
+
+An episode is one firing period, keyed by (fingerprint, startsAt): the firing state and, once it
+ends, the resolved state. Pure: every function takes `now` (ns) and returns values.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from alert_history.domain.flapping import DEFAULT_FLAPPING_POLICY, FlapDetector, FlappingPolicy
+from alert_history.domain.flapping import FlapState as FlapState
+from alert_history.domain.timestamps import NONE_NS
+
+NS = 1_000_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class StateChange:
+    """One stored state, in the order it was first received."""
+
+    status: str
+    starts_at: int
+    ends_at: int
+    first_seen: int
+    last_seen: int
+    notify_count: int
+
+
+@dataclass(frozen=True, slots=True)
+class Episode:
+    starts_at: int
+    ends_at: int  # NONE_NS while firing
+    resolved: bool
+    duration: int  # ns; up to `now` while still firing
+    notifications: int
+    first_seen: int
+    last_seen: int
+    stale: bool  # firing, and no notification for longer than the stale window
+
+
+@dataclass(frozen=True, slots=True)
+class Timeline:
+    changes: tuple[StateChange, ...]
+    episodes: tuple[Episode, ...]  # oldest first
+    flapping: FlapState
+
+
+def build_timeline(
+    changes: Sequence[StateChange],
+    now: int,
+    *,
+    stale_after: int,
+    policy: FlappingPolicy = DEFAULT_FLAPPING_POLICY,
+) -> Timeline:
+    """Group `changes` (in first-received order) into episodes and replay the flap detector."""
+    by_start: dict[int, list[StateChange]] = {}
+    detector = FlapDetector(policy)
+    for change in changes:
+        by_start.setdefault(change.starts_at, []).append(change)
+        detector.observe(change.status, change.first_seen / NS)
+    episodes = tuple(_episode(states, now, stale_after) for _, states in sorted(by_start.items()))
+    return Timeline(tuple(changes), episodes, detector.state(now / NS))
+
+
+def _episode(states: list[StateChange], now: int, stale_after: int) -> Episode:
+    resolved = [s for s in states if s.status == "resolved"]
+    starts_at = states[0].starts_at
+    ends_at = max((s.ends_at for s in resolved), default=NONE_NS)
+    last_seen = max(s.last_seen for s in states)
+    firing_last_seen = max((s.last_seen for s in states if s.status == "firing"), default=0)
+    return Episode(
+        starts_at=starts_at,
+        ends_at=ends_at,
+        resolved=bool(resolved),
+        duration=max(0, (ends_at if resolved else now) - starts_at),
+        notifications=sum(s.notify_count for s in states),
+        first_seen=min(s.first_seen for s in states),
+        last_seen=last_seen,
+        stale=not resolved and now - firing_last_seen > stale_after,
+    )
