@@ -1,0 +1,156 @@
+"""A real OpenAI-compatible chat-completions server on 127.0.0.1 for tests of the LLM client.
+
+Each request is answered by the current `mode` of its `LLMServer`: a good answer in either
+tool-call style, a 500, a 429 with Retry-After, a hang, or malformed JSON. Every request is
+recorded (headers and body) so tests can assert what the client sent.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any, Literal
+
+import trio
+from hypercorn.config import Config
+from hypercorn.trio import serve
+from hypercorn.typing import ASGIReceiveCallable, ASGISendCallable, Scope
+
+Mode = Literal["tool_calls", "function_call", "error500", "rate_limited", "hang", "malformed"]
+
+
+@dataclass
+class Recorded:
+    path: str
+    headers: dict[str, str]
+    body: dict[str, Any]
+
+
+@dataclass
+class LLMServer:
+    mode: Mode = "tool_calls"
+    severity: str = "critical"
+    retry_after: str = "2"
+    delay: float = 0.0  # seconds before answering (real time)
+    requests: list[Recorded] = field(default_factory=list)
+    url: str = ""
+    request_seen: trio.Event = field(default_factory=trio.Event)
+
+    def answer_arguments(self) -> dict[str, Any]:
+        return {
+            "severity": self.severity,
+            "confidence": 0.9,
+            "reasoning": "The test server says so",
+            "recommendations": ["Check the runbook"],
+            "tags": ["test"],
+        }
+
+    async def app(self, scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable) -> None:
+        if scope["type"] == "lifespan":
+            while True:
+                message = await receive()
+                if message["type"] == "lifespan.startup":
+                    await send({"type": "lifespan.startup.complete"})
+                elif message["type"] == "lifespan.shutdown":
+                    await send({"type": "lifespan.shutdown.complete"})
+                    return
+        if scope["type"] != "http":
+            return
+        body = b""
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                return
+            body += message["body"]
+            if not message["more_body"]:
+                break
+        headers = {k.decode(): v.decode() for k, v in scope["headers"]}
+        try:
+            parsed = json.loads(body or b"{}")
+        except ValueError:
+            parsed = {"_raw": body.decode(errors="replace")}
+        self.requests.append(Recorded(scope["path"], headers, parsed))
+        self.request_seen.set()
+        self.request_seen = trio.Event()
+        if self.delay:
+            await trio.sleep(self.delay)
+        status, payload, extra = self._response(parsed)
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [(b"content-type", b"application/json"), *extra],
+            }
+        )
+        await send({"type": "http.response.body", "body": payload, "more_body": False})
+
+    def _response(self, request: dict[str, Any]) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
+        if self.mode == "hang":
+            return 0, b"", []  # never reached: see _hang
+        if self.mode == "error500":
+            return 500, b'{"error": {"message": "upstream exploded"}}', []
+        if self.mode == "rate_limited":
+            return (
+                429,
+                b'{"error": {"message": "slow down"}}',
+                [(b"retry-after", self.retry_after.encode())],
+            )
+        if self.mode == "malformed":
+            return 200, b'{"choices": [{"message": {"function_call": {"arguments": "{nope', []
+        arguments = json.dumps(self.answer_arguments())
+        if self.mode == "function_call":
+            message: dict[str, Any] = {
+                "role": "assistant",
+                "function_call": {"name": "classify_alert", "arguments": arguments},
+            }
+        else:
+            message = {
+                "role": "assistant",
+                "tool_calls": [
+                    {
+                        "id": "call_1",
+                        "type": "function",
+                        "function": {"name": "classify_alert", "arguments": arguments},
+                    }
+                ],
+            }
+        answer = {
+            "id": "chatcmpl-test",
+            "object": "chat.completion",
+            "model": request.get("model", "test-model"),
+            "choices": [{"index": 0, "message": message, "finish_reason": "tool_calls"}],
+            "usage": {"prompt_tokens": 120, "completion_tokens": 40, "total_tokens": 160},
+        }
+        return 200, json.dumps(answer).encode(), []
+
+
+async def _app(server: LLMServer, scope: Scope, receive: ASGIReceiveCallable,
+               send: ASGISendCallable) -> None:  # fmt: skip
+    if scope["type"] == "http" and server.mode == "hang":
+        server.requests.append(Recorded(scope["path"], {}, {}))
+        server.request_seen.set()
+        server.request_seen = trio.Event()
+        await trio.sleep_forever()
+    await server.app(scope, receive, send)
+
+
+@asynccontextmanager
+async def running_llm_server(mode: Mode = "tool_calls") -> AsyncIterator[LLMServer]:
+    """Serve on 127.0.0.1 (a free port) until the block ends."""
+    server = LLMServer(mode=mode)
+    config = Config()
+    config.bind = ["127.0.0.1:0"]
+    config.accesslog = None
+    config.errorlog = logging.getLogger("tests.llm_server")
+    config.graceful_timeout = 0.1
+    async with trio.open_nursery() as nursery:
+        urls = await nursery.start(partial(serve, partial(_app, server), config))
+        server.url = urls[0]
+        try:
+            yield server
+        finally:
+            nursery.cancel_scope.cancel()
