@@ -20,7 +20,9 @@ from hypercorn.config import Config
 from hypercorn.trio import serve
 from hypercorn.typing import ASGIReceiveCallable, ASGISendCallable, Scope
 
-Mode = Literal["tool_calls", "function_call", "error500", "rate_limited", "hang", "malformed"]
+Mode = Literal[
+    "tool_calls", "function_call", "error500", "rate_limited", "hang", "malformed", "unauthorized"
+]
 
 
 @dataclass
@@ -99,6 +101,8 @@ class LLMServer:
                 b'{"error": {"message": "slow down"}}',
                 [(b"retry-after", self.retry_after.encode())],
             )
+        if self.mode == "unauthorized":
+            return 401, b'{"error": {"message": "bad key"}}', []
         if self.mode == "malformed":
             return 200, b'{"choices": [{"message": {"function_call": {"arguments": "{nope', []
         arguments = json.dumps(self.answer_arguments())
