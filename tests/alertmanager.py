@@ -27,6 +27,8 @@ import httpx
 import trio
 import yaml
 
+from tests.subprocesses import ProcessLog, stop_process
+
 #: Debian names the binary `prometheus-alertmanager`, upstream release tarballs `alertmanager`.
 BINARY_NAMES = ("prometheus-alertmanager", "alertmanager")
 LISTENING = "Listening on"
@@ -113,43 +115,6 @@ class Alertmanager:
         return "\n".join(self.log)
 
 
-class _Log:
-    """Alertmanager's stderr, line by line; `settled` is set once it listens or exits."""
-
-    def __init__(self) -> None:
-        self.lines: list[str] = []
-        self.listening = False
-        self.closed = False
-        self.settled = trio.Event()
-
-    async def read(self, process: trio.Process) -> None:
-        assert process.stderr is not None
-        buffer = b""
-        async for chunk in process.stderr:
-            buffer += chunk
-            *lines, buffer = buffer.split(b"\n")
-            for line in lines:
-                text = line.decode(errors="replace")
-                self.lines.append(text)
-                if LISTENING in text and not self.listening:
-                    self.listening = True
-                    self.settled.set()
-        if buffer:
-            self.lines.append(buffer.decode(errors="replace"))
-        self.closed = True
-        self.settled.set()
-
-
-async def _stop(process: trio.Process) -> None:
-    """Kill and reap, even inside a cancelled scope."""
-    with trio.CancelScope(shield=True):
-        if process.returncode is None:
-            process.kill()
-        await process.wait()
-        if process.stderr is not None:
-            await process.stderr.aclose()
-
-
 @asynccontextmanager
 async def running_alertmanager(
     webhook_url: str,
@@ -175,7 +140,7 @@ async def running_alertmanager(
         storage.mkdir(exist_ok=True)
         for attempt in range(1, _START_ATTEMPTS + 1):
             port = free_port()
-            log = _Log()
+            log = ProcessLog(LISTENING)
             process = await trio.lowlevel.open_process(
                 [
                     exe,
@@ -198,7 +163,7 @@ async def running_alertmanager(
                     # in the log means ready: no polling.
                     with trio.move_on_after(start_timeout):
                         await log.settled.wait()
-                    if log.listening:
+                    if log.ready:
                         am = Alertmanager(f"http://127.0.0.1:{port}", process, log.lines)
                         try:
                             # One confirmation, not a poll: it is listening already.
@@ -215,10 +180,10 @@ async def running_alertmanager(
                                 await am.http.aclose()
                     nursery.cancel_scope.cancel()
             finally:
-                await _stop(process)
+                await stop_process(process)
             if error is not None:
                 raise error
-            if log.listening:
+            if log.ready:
                 return
             if attempt < _START_ATTEMPTS and any(_PORT_TAKEN in line for line in log.lines):
                 continue

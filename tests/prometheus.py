@@ -34,6 +34,7 @@ import trio
 import yaml
 
 from tests.alertmanager import free_port
+from tests.subprocesses import ProcessLog, stop_process
 
 READY = "Server is ready to receive web requests."
 _PORT_TAKEN = "address already in use"
@@ -149,43 +150,6 @@ class Prometheus:
         return "\n".join(self.log)
 
 
-class _Log:
-    """Prometheus's stderr, line by line; `settled` is set once it is ready or exits."""
-
-    def __init__(self) -> None:
-        self.lines: list[str] = []
-        self.ready = False
-        self.closed = False
-        self.settled = trio.Event()
-
-    async def read(self, process: trio.Process) -> None:
-        assert process.stderr is not None
-        buffer = b""
-        async for chunk in process.stderr:
-            buffer += chunk
-            *lines, buffer = buffer.split(b"\n")
-            for line in lines:
-                text = line.decode(errors="replace")
-                self.lines.append(text)
-                if READY in text and not self.ready:
-                    self.ready = True
-                    self.settled.set()
-        if buffer:
-            self.lines.append(buffer.decode(errors="replace"))
-        self.closed = True
-        self.settled.set()
-
-
-async def _stop(process: trio.Process) -> None:
-    """Kill and reap, even inside a cancelled scope."""
-    with trio.CancelScope(shield=True):
-        if process.returncode is None:
-            process.kill()
-        await process.wait()
-        if process.stderr is not None:
-            await process.stderr.aclose()
-
-
 @asynccontextmanager
 async def running_prometheus(
     alertmanager: str,
@@ -222,7 +186,7 @@ async def running_prometheus(
         storage.mkdir(exist_ok=True)
         for attempt in range(1, _START_ATTEMPTS + 1):
             port = free_port()
-            log = _Log()
+            log = ProcessLog(READY)
             process = await trio.lowlevel.open_process(
                 [
                     exe,
@@ -261,7 +225,7 @@ async def running_prometheus(
                                 await prom.http.aclose()
                     nursery.cancel_scope.cancel()
             finally:
-                await _stop(process)
+                await stop_process(process)
             if error is not None:
                 raise error
             if log.ready:

@@ -27,7 +27,7 @@ async def open_storage(
         backend = PostgresStorage(url, pool_size=pool_size, statement_timeout=query_timeout)
         try:
             await backend.open(migrate=migrate, check=check)
-        except BaseException:
+        except Exception:
             await backend.aclose()
             raise
         return backend
