@@ -1,0 +1,647 @@
+"""GET /report: the v1 numbers equal the legacy algorithm over the same rows, on every backend.
+
+The reference is `alert_history.domain.flapping.report_v1`, fed the stored rows read back raw
+and put in v1 order (alertname, updatedAt = first_seen, id) by Python, whose `str` order is the
+byte-wise order the SQL promises. PostgreSQL runs twice: with the test server's C locale and
+with an ICU `en-US` default collation, where "a" sorts before "B" unless the SQL says otherwise.
+"""
+
+from __future__ import annotations
+
+import calendar
+import statistics
+import uuid
+from collections import Counter, defaultdict
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psycopg
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from alert_history.domain.flapping import V1Row, report_v1
+from alert_history.models import AlertEvent
+from alert_history.storage import Db, Storage, open_storage
+from alert_history.storage.report import Report, ReportQuery, build_report
+from tests.pg import PostgresServer
+from tests.support import alert, encode, webhook
+
+SECOND = 1_000_000_000
+MINUTE = 60 * SECOND
+HOUR = 60 * MINUTE
+DAY = 24 * HOUR
+T0 = calendar.timegm((2026, 3, 2, 8, 0, 0, 0, 0, 0)) * SECOND
+NOW = T0 + DAY
+
+
+# --- backends -------------------------------------------------------------------------------
+
+
+@pytest.fixture(params=["sqlite", "postgres", "postgres-icu"])
+def storage_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path}/report.db"
+    server: PostgresServer = request.getfixturevalue("postgres")
+    if request.param == "postgres":
+        return server.create_database()
+    # a default collation that is not byte order: "_" < "a" < "B" < "Ü" < "z"
+    name = f"icu_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(server.url("postgres"), autocommit=True) as conn:
+        try:
+            conn.execute(
+                f'CREATE DATABASE "{name}" TEMPLATE template0 '
+                "LOCALE_PROVIDER icu ICU_LOCALE 'en-US' LOCALE 'C'"
+            )
+        except psycopg.Error as exc:  # a PostgreSQL built without ICU
+            pytest.skip(f"no ICU collation: {exc}")
+    return server.url(name)
+
+
+@pytest.fixture
+async def storage(storage_url: str) -> AsyncIterator[Storage]:
+    backend = await open_storage(storage_url)
+    try:
+        yield backend
+    finally:
+        await backend.aclose()
+
+
+# --- recorded sequences ---------------------------------------------------------------------
+
+
+def event(
+    name: str,
+    namespace: str | None,
+    fp: str,
+    status: str,
+    *,
+    starts: int,
+    ends: int = 0,
+    at: int,
+    count: int = 1,
+) -> AlertEvent:
+    labels = {"alertname": name, "instance": fp}
+    if namespace is not None:
+        labels["namespace"] = namespace
+    return AlertEvent(
+        fingerprint=fp, status="resolved" if status == "resolved" else "firing",
+        starts_at=starts, ends_at=ends, alertname=name, namespace=namespace, severity="warning",
+        labels=labels, annotations={"summary": name}, generator_url="", receiver="team",
+        group_key="g", source="alertmanager", received_at=at, notify_count=count,
+    )  # fmt: skip
+
+
+def m(minutes: float) -> int:
+    return T0 + int(minutes * MINUTE)
+
+
+def at_minutes(
+    name: str,
+    namespace: str | None,
+    fp: str,
+    status: str,
+    starts: float,
+    ends: float | None,
+    at: float,
+    count: int = 1,
+) -> AlertEvent:
+    """A notification with its times in minutes after T0."""
+    return event(
+        name, namespace, fp, status,
+        starts=m(starts), ends=0 if ends is None else m(ends), at=m(at), count=count,
+    )  # fmt: skip
+
+
+def recorded() -> list[list[AlertEvent]]:
+    """A morning of notifications, in the batches the writer committed them in.
+
+    Repeats of a state only bump its notify_count; the HighCPU/prod key has two fingerprints
+    whose notifications interleave; DiskFull repeats often; one resolution arrives before its
+    firing; alertnames differ in case and include a non-ASCII one; KubeJobFailed/nightly appears
+    before KubeJobFailed/hourly but changes status after it.
+    """
+    crash = partial(at_minutes, "KubePodCrashLooping")
+    cpu = partial(at_minutes, "HighCPU")
+    disk = partial(at_minutes, "DiskFull", "prod", "disk-1", "firing", 7, None)
+    backup = partial(at_minutes, "backup_failed", "ops", "bk")
+    uber = partial(at_minutes, "ÜberLatency", "eu", "ub")
+    latency = partial(at_minutes, "api_latency", None, "lat")
+    job = partial(at_minutes, "KubeJobFailed")
+    return [
+        [crash("prod", "crash-p", "firing", 0, None, 0)],
+        [cpu(None, "cpu-n", "firing", 1, None, 1)],
+        [cpu("prod", "cpu-p1", "firing", 2, None, 2), cpu("prod", "cpu-p2", "firing", 2, None, 2)],
+        [crash("staging", "crash-s", "firing", 3, None, 3)],
+        [cpu(None, "cpu-n", "resolved", 1, 4, 4)],
+        [
+            crash("prod", "crash-p", "firing", 0, None, 5),
+            job("nightly", "jb", "firing", 5, None, 5),
+        ],
+        [job("hourly", "jc", "firing", 6, None, 6)],
+        [cpu(None, "cpu-n", "firing", 6, None, 6), disk(7)],
+        [cpu(None, "cpu-n", "resolved", 6, 8, 8), job("hourly", "jc", "resolved", 6, 8, 8)],
+        [cpu(None, "cpu-n", "firing", 9, None, 9), crash("prod", "crash-p", "firing", 0, None, 10)],
+        [backup("firing", 11, None, 11), disk(11)],
+        [crash("prod", "crash-p", "resolved", 0, 12, 12)],
+        [backup("resolved", 11, 13, 13)],
+        [cpu("prod", "cpu-p1", "resolved", 2, 15, 15), disk(15, 3)],
+        [cpu("prod", "cpu-p2", "resolved", 2, 16, 16), cpu(None, "cpu-n", "firing", 9, None, 16)],
+        [crash("prod", "crash-p", "firing", 20, None, 20)],
+        [crash("prod", "crash-p", "resolved", 20, 23, 23), disk(23)],
+        [uber("firing", 25, None, 25)],
+        [uber("resolved", 25, 26, 26)],
+        [
+            crash("prod", "crash-p", "firing", 30, None, 30),
+            job("nightly", "jb", "resolved", 5, 30, 30),
+        ],
+        [disk(31, 5)],
+        [crash("prod", "crash-p", "resolved", 30, 34, 34)],
+        [crash("prod", "crash-p", "resolved", 30, 34, 39)],  # a repeated resolution
+        [crash("staging", "crash-s", "resolved", 3, 40, 40)],
+        # the resolution of an episode arrives before its firing (a retried delivery)
+        [latency("resolved", 42, 43, 44)],
+        [latency("firing", 42, None, 45)],
+        [crash("prod", "crash-p", "firing", 50, None, 50), disk(50)],
+        [at_minutes("Watchdog", None, "wd", "firing", 0, None, 55, count=12)],
+    ]
+
+
+async def write(storage: Storage, batches: Sequence[Sequence[AlertEvent]]) -> None:
+    for batch in batches:
+        await storage.write_events(batch)
+
+
+# --- the independent side -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Stored:
+    id: int
+    alertname: str
+    namespace: str | None
+    status: str
+    first_seen: int
+    fingerprint: str
+    starts_at: int
+    ends_at: int
+    notify_count: int
+
+
+def _all_rows(db: Db) -> list[tuple[Any, ...]]:
+    return db.fetchall(
+        "SELECT id, alertname, namespace, status, first_seen, fingerprint, starts_at, ends_at, "
+        "notify_count FROM alert_events"
+    )
+
+
+async def stored_rows(storage: Storage) -> list[Stored]:
+    """Every stored state, in v1 order as Python sorts it (no ORDER BY in the SQL)."""
+    rows = [
+        Stored(int(i), name, ns, status, int(first), fp, int(starts), int(ends), int(count))
+        for i, name, ns, status, first, fp, starts, ends, count in await storage.read(_all_rows)
+    ]
+    return sorted(rows, key=lambda r: (r.alertname, r.first_seen, r.id))
+
+
+def select(
+    rows: Sequence[Stored],
+    alertname: str | None = None,
+    namespace: str | None = None,
+    since: int | None = None,
+    until: int | None = None,
+) -> list[Stored]:
+    return [
+        r
+        for r in rows
+        if (alertname is None or r.alertname == alertname)
+        and (namespace is None or r.namespace == namespace)
+        and (since is None or r.first_seen >= since)
+        and (until is None or r.first_seen <= until)
+    ]
+
+
+def v1_rows(rows: Sequence[Stored]) -> list[V1Row]:
+    return [(r.alertname, r.namespace, r.status, r.first_seen) for r in rows]
+
+
+async def run(storage: Storage, **params: Any) -> Report:
+    query = ReportQuery(now=params.pop("now", NOW), **params)
+    return await storage.read(partial(build_report, query=query))
+
+
+FILTERS: list[dict[str, Any]] = [
+    {},
+    {"min_flap": 1},
+    {"min_flap": 3, "top": 1},
+    {"top": 2},
+    {"top": 3, "min_flap": 1},
+    {"alertname": "HighCPU", "min_flap": 1},
+    {"namespace": "prod"},
+    {"since": m(9), "min_flap": 1},
+    {"until": m(20), "min_flap": 1},
+    {"since": m(5), "until": m(30), "min_flap": 1, "top": 4},
+    {"alertname": "nothing"},
+]
+
+
+# --- v1 -------------------------------------------------------------------------------------
+
+
+async def test_v1_numbers_equal_the_legacy_algorithm_on_a_recorded_sequence(
+    storage: Storage,
+) -> None:
+    await write(storage, recorded())
+    rows = await stored_rows(storage)
+    assert len(rows) == 30  # the repeats were folded into their states
+    for params in FILTERS:
+        report = await run(storage, **params)
+        chosen = select(
+            rows, params.get("alertname"), params.get("namespace"),
+            params.get("since"), params.get("until"),
+        )  # fmt: skip
+        expected = report_v1(
+            v1_rows(chosen), min_flap=params.get("min_flap", 2), top=params.get("top", 10)
+        )
+        assert report.v1 == expected, params
+
+
+async def test_v1_ties_follow_first_appearance_in_byte_order(storage: Storage) -> None:
+    await write(storage, recorded())
+    report = await run(storage, min_flap=1)
+    # byte order: "DiskFull" < "HighCPU" < "KubeJobFailed" < "KubePodCrashLooping" <
+    # "Watchdog" < "api_latency" < "backup_failed" < "ÜberLatency"; ties keep the order of
+    # first appearance in it (rows, then first_seen); 11 keys, the top 10 shown
+    assert [(t["alertname"], t["namespace"], t["events"]) for t in report.v1["top_alerts"]] == [
+        ("KubePodCrashLooping", "prod", 7),
+        ("HighCPU", None, 5),
+        ("HighCPU", "prod", 4),
+        ("KubeJobFailed", "nightly", 2),
+        ("KubeJobFailed", "hourly", 2),
+        ("KubePodCrashLooping", "staging", 2),
+        ("api_latency", None, 2),
+        ("backup_failed", "ops", 2),
+        ("ÜberLatency", "eu", 2),
+        ("DiskFull", "prod", 1),
+    ]
+    # ties keep the order of each key's first change; the two HighCPU/prod instances
+    # interleave (firing, firing, resolved, resolved): one change, as v1 counted it
+    assert [(f["alertname"], f["namespace"], f["flaps"]) for f in report.v1["flapping_alerts"]] == [
+        ("KubePodCrashLooping", "prod", 6),
+        ("HighCPU", None, 4),
+        ("HighCPU", "prod", 1),
+        ("KubeJobFailed", "hourly", 1),
+        ("KubeJobFailed", "nightly", 1),
+        ("KubePodCrashLooping", "staging", 1),
+        ("api_latency", None, 1),
+        ("backup_failed", "ops", 1),
+        ("ÜberLatency", "eu", 1),
+    ]
+    assert (report.v1["total_events"], report.v1["unique_alerts"]) == (30, 11)
+    assert (await run(storage, top=2)).v1["flapping_alerts"] == [
+        {"alertname": "KubePodCrashLooping", "namespace": "prod", "flaps": 6},
+        {"alertname": "HighCPU", "namespace": None, "flaps": 4},
+    ]
+
+
+async def test_an_empty_history_reports_zeros(storage: Storage) -> None:
+    report = await run(storage)
+    assert report.v1 == {
+        "total_events": 0, "unique_alerts": 0, "top_alerts": [], "flapping_alerts": []
+    }  # fmt: skip
+    summary = report.summary
+    assert (summary["episodes"], summary["resolved_episodes"]) == (0, 0)
+    assert summary["resolved_within_5m_share"] is None
+    assert (summary["mttr_seconds"], summary["noisiest"], summary["flapping"]) == ([], [], [])
+    assert summary["period"] == {"since": None, "until": NOW, "hours": None}
+
+
+# --- random sequences -----------------------------------------------------------------------
+
+KEYS = [("a", None), ("B", "x"), ("a", "x"), ("a", ""), ("é", None), ("_z", "x")]
+
+notifications = st.lists(
+    st.tuples(
+        st.integers(0, len(KEYS) - 1),  # which alert
+        st.integers(0, 1),  # which of its two fingerprints
+        st.sampled_from(["firing", "resolved"]),
+        st.integers(0, 2),  # episode
+        st.sampled_from([0, 1, 5, 6]),  # resolution after this many minutes (0: no endsAt)
+        st.sampled_from([0, 0, 1, 3]),  # minutes since the previous notification
+        st.integers(1, 3),  # notify_count
+        st.booleans(),  # commit before this one
+    ),
+    max_size=30,
+)
+
+
+def random_batches(
+    draw: Sequence[tuple[int, int, str, int, int, int, int, bool]],
+) -> list[list[AlertEvent]]:
+    batches: list[list[AlertEvent]] = [[]]
+    at = T0
+    for key, instance, status, episode, duration, step, count, commit in draw:
+        name, ns = KEYS[key]
+        starts = T0 + episode * 10 * MINUTE
+        ends = starts + duration * MINUTE if status == "resolved" and duration else 0
+        at += step * MINUTE
+        if commit and batches[-1]:
+            batches.append([])
+        fp = f"{key}-{instance}"
+        batches[-1].append(
+            event(name, ns, fp, status, starts=starts, ends=ends, at=at, count=count)
+        )
+    return batches
+
+
+def empty(db: Db) -> None:
+    db.execute("DELETE FROM alert_events")
+    db.execute("DELETE FROM alert_current")
+
+
+@settings(
+    max_examples=50, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    draw=notifications,
+    min_flap=st.integers(1, 3),
+    top=st.integers(1, 4),
+    window=st.tuples(st.sampled_from([None, 0, 5, 20]), st.sampled_from([None, 10, 40])),
+)
+async def test_v1_numbers_equal_the_legacy_algorithm_on_random_sequences(
+    storage_url: str,
+    draw: list[tuple[int, int, str, int, int, int, int, bool]],
+    min_flap: int,
+    top: int,
+    window: tuple[int | None, int | None],
+) -> None:
+    # one database for every example (fixtures are set up once): emptied first
+    storage = await open_storage(storage_url)
+    try:
+        await storage.write(empty)
+        await write(storage, random_batches(draw))
+        since, until = (None if w is None else m(w) for w in window)
+        rows = select(await stored_rows(storage), since=since, until=until)
+        report = await run(storage, min_flap=min_flap, top=top, since=since, until=until)
+    finally:
+        await storage.aclose()
+    assert report.v1 == report_v1(v1_rows(rows), min_flap=min_flap, top=top)
+    assert_summary(report, rows, top=top, since=since, until=until)
+
+
+# --- summary --------------------------------------------------------------------------------
+
+
+def assert_summary(
+    report: Report,
+    rows: Sequence[Stored],
+    *,
+    top: int = 10,
+    since: int | None = None,
+    until: int | None = None,
+    now: int = NOW,
+) -> None:
+    """Check the summary against a plain Python computation over the selected rows."""
+    summary = report.summary
+    episodes: dict[tuple[str, int], list[Stored]] = defaultdict(list)
+    for r in rows:
+        episodes[(r.fingerprint, r.starts_at)].append(r)
+    durations: dict[str, list[int]] = defaultdict(list)
+    for (_fp, starts), states in episodes.items():
+        ends = [
+            s.ends_at
+            for s in states
+            if s.status == "resolved" and s.ends_at != 0 and s.ends_at >= starts
+        ]
+        if ends:
+            durations[states[0].alertname].append(min(ends) - starts)
+    all_durations = [d for ds in durations.values() for d in ds]
+    assert summary["episodes"] == len(episodes)
+    assert summary["resolved_episodes"] == len(all_durations)
+    if all_durations:
+        quick = sum(1 for d in all_durations if d <= 300 * SECOND)
+        assert summary["resolved_within_5m_share"] == pytest.approx(quick / len(all_durations))
+    else:
+        assert summary["resolved_within_5m_share"] is None
+
+    mttr = sorted(
+        ((name, statistics.mean(ds) / SECOND, len(ds)) for name, ds in durations.items()),
+        key=lambda item: (-item[1], item[0]),
+    )[:top]
+    assert [(x["alertname"], x["resolved_episodes"]) for x in summary["mttr_seconds"]] == [
+        (name, n) for name, _mttr, n in mttr
+    ]
+    assert [x["mttr_seconds"] for x in summary["mttr_seconds"]] == pytest.approx(
+        [seconds for _name, seconds, _n in mttr]
+    )
+
+    notifications: Counter[tuple[str, str | None]] = Counter()
+    for r in rows:
+        notifications[(r.alertname, r.namespace)] += r.notify_count
+    noisiest = sorted(
+        notifications.items(),
+        key=lambda item: (-item[1], item[0][0], item[0][1] is not None, item[0][1] or ""),
+    )[:top]
+    assert [(x["alertname"], x["namespace"], x["notifications"]) for x in summary["noisiest"]] == [
+        (name, ns, n) for (name, ns), n in noisiest
+    ]
+
+    start = since if since is not None else min((r.first_seen for r in rows), default=None)
+    end = now if until is None else min(until, now)
+    hours = None if start is None or end <= start else (end - start) / HOUR
+    assert summary["period"] == {"since": start, "until": end, "hours": hours}
+    flaps = report.v1["flapping_alerts"]
+    assert [{k: v for k, v in f.items() if k != "score"} for f in summary["flapping"]] == flaps
+    expected_scores = [None if hours is None else f["flaps"] / hours for f in flaps]
+    assert [f["score"] for f in summary["flapping"]] == pytest.approx(expected_scores)
+
+
+async def test_summary_numbers_equal_a_plain_computation(storage: Storage) -> None:
+    await write(storage, recorded())
+    rows = await stored_rows(storage)
+    for params in FILTERS:
+        report = await run(storage, **params)
+        chosen = select(
+            rows, params.get("alertname"), params.get("namespace"),
+            params.get("since"), params.get("until"),
+        )  # fmt: skip
+        assert_summary(
+            report, chosen, top=params.get("top", 10),
+            since=params.get("since"), until=params.get("until"),
+        )  # fmt: skip
+
+
+async def test_summary_of_the_recorded_morning(storage: Storage) -> None:
+    await write(storage, recorded())
+    summary = (await run(storage, now=m(60), top=3)).summary
+    # crash-p x4, crash-s, cpu-n x3, cpu-p1, cpu-p2, disk, bk, ub, lat, wd, jb, jc
+    assert (summary["episodes"], summary["resolved_episodes"]) == (17, 13)
+    # within 5 min: crash-p 3 and 4 min, cpu-n 3 and 2, bk 2, ub 1, lat 1, jc 2; not: crash-p
+    # 12, crash-s 37, cpu-p1 13, cpu-p2 14, jb 25
+    assert summary["resolved_within_5m_share"] == pytest.approx(8 / 13)
+    assert summary["mttr_seconds"] == [
+        {"alertname": "KubePodCrashLooping", "mttr_seconds": (12 + 3 + 4 + 37) * 60 / 4,
+         "resolved_episodes": 4},
+        {"alertname": "KubeJobFailed", "mttr_seconds": (25 + 2) * 60 / 2,
+         "resolved_episodes": 2},
+        {"alertname": "HighCPU", "mttr_seconds": (3 + 2 + 13 + 14) * 60 / 4,
+         "resolved_episodes": 4},
+    ]  # fmt: skip
+    assert summary["noisiest"] == [
+        {"alertname": "DiskFull", "namespace": "prod", "notifications": 12},
+        {"alertname": "Watchdog", "namespace": None, "notifications": 12},
+        {"alertname": "KubePodCrashLooping", "namespace": "prod", "notifications": 10},
+    ]
+    # the period runs from the first row (T0) to now (60 min): one hour
+    assert summary["period"] == {"since": T0, "until": m(60), "hours": 1.0}
+    assert summary["flapping"] == [
+        {"alertname": "KubePodCrashLooping", "namespace": "prod", "flaps": 6, "score": 6.0},
+        {"alertname": "HighCPU", "namespace": None, "flaps": 4, "score": 4.0},
+    ]
+
+
+# --- v2 -------------------------------------------------------------------------------------
+
+
+async def test_v2_groups_the_rows_first_seen_in_the_last_days(storage: Storage) -> None:
+    old = [
+        event("HighCPU", "prod", "old-1", "firing", starts=T0 - 10 * DAY, at=T0 - 10 * DAY),
+        event("OldOnly", None, "old-2", "resolved", starts=T0 - 9 * DAY, ends=T0 - 9 * DAY + 1,
+              at=T0 - 9 * DAY),
+    ]  # fmt: skip
+    await write(storage, [old, *recorded()])
+    rows = await stored_rows(storage)
+    now = m(60)
+
+    def expected(days: int, key: Callable[[Stored], str]) -> dict[str, dict[str, int]]:
+        data: dict[str, dict[str, int]] = {}
+        for r in rows:
+            if now - days * DAY <= r.first_seen <= now:
+                group = data.setdefault(key(r), {"count": 0, "firing": 0, "resolved": 0})
+                group["count"] += 1
+                group[r.status] += 1
+        return dict(sorted(data.items(), key=lambda item: item[0].encode()))
+
+    cases: list[tuple[str, Callable[[Stored], str]]] = [
+        ("alertname", lambda r: r.alertname),
+        ("status", lambda r: r.status),
+        ("namespace", lambda r: r.namespace or "unknown"),
+        ("severity", lambda r: "all"),  # any other value: one group
+    ]
+    for days in (7, 30):
+        for group_by, key in cases:
+            v2 = (await run(storage, now=now, days=days, group_by=group_by)).v2
+            assert v2 is not None
+            data = expected(days, key)
+            assert v2 == {
+                "period_days": days,
+                "group_by": group_by,
+                "data": data,
+                "total_alerts": sum(g["count"] for g in data.values()),
+            }
+            assert list(v2["data"]) == list(data)  # byte order of the keys
+    week = (await run(storage, now=now, days=7, group_by="status")).v2
+    assert week is not None
+    assert week["data"] == {
+        "firing": {"count": 17, "firing": 17, "resolved": 0},
+        "resolved": {"count": 13, "firing": 0, "resolved": 13},
+    }
+    month = (await run(storage, now=now, days=30, group_by="alertname")).v2
+    assert month is not None and month["total_alerts"] == 32
+    assert month["data"]["OldOnly"] == {"count": 1, "firing": 0, "resolved": 1}
+    # the key filters narrow v2 too; an empty selection has no groups, even for "all"
+    narrowed = (await run(storage, now=now, days=7, group_by="x", alertname="HighCPU")).v2
+    assert narrowed is not None and narrowed["data"] == {
+        "all": {"count": 9, "firing": 5, "resolved": 4}
+    }
+    empty = (await run(storage, now=now, days=7, group_by="all", alertname="none")).v2
+    assert empty == {"period_days": 7, "group_by": "all", "data": {}, "total_alerts": 0}
+    assert (await run(storage, now=now)).v2 is None
+
+
+# --- HTTP -----------------------------------------------------------------------------------
+
+
+async def post(client: httpx.AsyncClient, *alerts: dict[str, object]) -> None:
+    response = await client.post("/webhook", content=encode(webhook(*alerts)))
+    assert response.status_code == 200, response.text
+
+
+async def test_report_through_the_running_service(client: httpx.AsyncClient) -> None:
+    first = "2026-03-02T10:00:00Z"
+    second = "2026-03-02T10:05:00Z"
+    await post(client, alert("CPU", starts_at=first, namespace="prod"))
+    await post(client, alert("CPU", status="resolved", starts_at=first,
+                             ends_at="2026-03-02T10:02:00Z", namespace="prod"))  # fmt: skip
+    await post(client, alert("CPU", starts_at=second, namespace="prod"))
+    await post(client, alert("CPU", starts_at=second, namespace="prod"))  # a repeat
+    await post(client, alert("CPU", status="resolved", starts_at=second,
+                             ends_at="2026-03-02T10:09:00Z", namespace="prod"))  # fmt: skip
+    await post(client, alert("Disk", starts_at=first))
+
+    response = await client.get("/report")
+    assert response.status_code == 200
+    body = response.json()
+    assert list(body)[:4] == ["total_events", "unique_alerts", "top_alerts", "flapping_alerts"]
+    assert {k: body[k] for k in list(body)[:4]} == {
+        "total_events": 5,
+        "unique_alerts": 2,
+        "top_alerts": [
+            {"alertname": "CPU", "namespace": "prod", "events": 4},
+            {"alertname": "Disk", "namespace": None, "events": 1},
+        ],
+        "flapping_alerts": [{"alertname": "CPU", "namespace": "prod", "flaps": 3}],
+    }
+    summary = body["summary"]
+    assert (summary["episodes"], summary["resolved_episodes"]) == (3, 2)
+    assert summary["mttr_seconds"] == [
+        {"alertname": "CPU", "mttr_seconds": 180.0, "resolved_episodes": 2}
+    ]
+    assert summary["resolved_within_5m_share"] == 1.0
+    assert summary["noisiest"][0] == {"alertname": "CPU", "namespace": "prod", "notifications": 5}
+    assert summary["flapping"][0]["flaps"] == 3 and summary["flapping"][0]["score"] > 0
+    assert summary["period"]["since"].endswith("Z") and summary["period"]["until"].endswith("Z")
+    assert "period_days" not in body
+
+    narrowed = (await client.get("/report", params={"alertname": "CPU", "min_flap": "4"})).json()
+    assert (narrowed["total_events"], narrowed["flapping_alerts"]) == (4, [])
+    assert (await client.get("/report", params={"since": "2200-01-01"})).json()["total_events"] == 0
+
+    v2 = (await client.get("/report", params={"days": "7", "group_by": "status"})).json()
+    assert {k: v2[k] for k in ("period_days", "group_by", "data", "total_alerts")} == {
+        "period_days": 7,
+        "group_by": "status",
+        "data": {
+            "firing": {"count": 3, "firing": 3, "resolved": 0},
+            "resolved": {"count": 2, "firing": 0, "resolved": 2},
+        },
+        "total_alerts": 5,
+    }
+    assert v2["total_events"] == 5  # the v1 keys stay
+    grouped = (await client.get("/report", params={"group_by": "namespace"})).json()
+    assert grouped["period_days"] == 7  # v2's default
+    assert grouped["data"] == {
+        "prod": {"count": 4, "firing": 2, "resolved": 2},
+        "unknown": {"count": 1, "firing": 1, "resolved": 0},
+    }
+
+
+async def test_bad_parameters_are_422s_naming_the_parameter(client: httpx.AsyncClient) -> None:
+    bad = [
+        ("min_flap", "0"), ("min_flap", "101"), ("min_flap", "two"),
+        ("top", "0"), ("top", "101"), ("top", "1.5"),
+        ("days", "0"), ("days", "3651"), ("days", "week"),
+        ("since", "yesterday"), ("until", "2026-13-01T00:00:00"),
+    ]  # fmt: skip
+    for name, value in bad:
+        response = await client.get("/report", params={name: value})
+        assert response.status_code == 422, (name, value)
+        (detail,) = response.json()["detail"]
+        assert detail["loc"] == ["query", name], (name, value)
+        assert detail["field"] == name
+    for name, value in [("min_flap", "1"), ("min_flap", "100"), ("top", "100"), ("days", "3650")]:
+        assert (await client.get("/report", params={name: value})).status_code == 200
