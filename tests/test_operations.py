@@ -55,7 +55,7 @@ async def test_supervisor_tree_names_every_actor_with_its_state_and_inbox(
     children = {c["name"]: c for c in tree["children"]}
     assert list(children) == ["pipeline", "metrics", "housekeeping", "http"]
     pipeline = {c["name"]: c for c in children["pipeline"]["children"]}
-    assert list(pipeline) == ["writer", "deduplicator", "ingest"]
+    assert list(pipeline) == ["writer", "router", "deduplicator", "ingest"]
     for child in pipeline.values():
         assert child["state"] == "running"
         assert child["restarts"] == 0

@@ -2,7 +2,7 @@
 
 Tree (children start in order, stop in reverse):
     root (one_for_one)
-    ├── pipeline (one_for_one): writer, deduplicator, ingest   (consumers before producers)
+    ├── pipeline (one_for_one): writer, router, deduplicator, ingest   (consumers first)
     ├── metrics
     └── http                                                   (started last, stopped first)
 Every channel is opened here once; each actor incarnation gets `.clone()`s, so a restart loses
@@ -19,13 +19,22 @@ from dataclasses import dataclass, field
 
 import trio
 
-from alert_history.actors import Hooks, deduplicator, housekeeping, ingest, metrics, writer
+from alert_history.actors import (
+    Hooks,
+    deduplicator,
+    housekeeping,
+    ingest,
+    metrics,
+    router,
+    writer,
+)
 from alert_history.config import Settings, redacted
 from alert_history.domain import FingerprintVerifier
 from alert_history.http import HttpDeps, WebhookLimits, create_asgi, serve_http
 from alert_history.http.server import hypercorn_config
 from alert_history.messages import EventBatch, IngestRequest
 from alert_history.storage import Storage, open_storage
+from alert_history.storage.rules import RuleBook
 from alert_history.supervisor import ChildSpec, Restart, Supervisor
 from alert_history.telemetry import Metrics
 
@@ -84,8 +93,10 @@ def build_service(
     cfg = settings.ingest
     ingest_send, ingest_recv = trio.open_memory_channel[IngestRequest](cfg.queue_size)
     dedup_send, dedup_recv = trio.open_memory_channel[EventBatch](cfg.dedup_queue_size)
+    router_send, router_recv = trio.open_memory_channel[EventBatch](cfg.dedup_queue_size)
     writer_send, writer_recv = trio.open_memory_channel[EventBatch](cfg.writer_queue_size)
     verifier = FingerprintVerifier()
+    rules = RuleBook(storage)
 
     async def start_writer(task_status: trio.TaskStatus[None]) -> None:
         await writer.run(
@@ -97,10 +108,15 @@ def build_service(
             task_status=task_status,
         )
 
+    async def start_router(task_status: trio.TaskStatus[None]) -> None:
+        await router.run(
+            router_recv.clone(), writer_send.clone(), rules=rules, task_status=task_status
+        )
+
     async def start_dedup(task_status: trio.TaskStatus[None]) -> None:
         await deduplicator.run(
             dedup_recv.clone(),
-            writer_send.clone(),
+            router_send.clone(),
             verifier=verifier,
             metrics=m,
             hooks=hooks,
@@ -147,6 +163,7 @@ def build_service(
             draining=lambda: service.draining,
             wall_clock=wall_clock,
             started_at=wall_clock(),
+            rules_changed=rules.invalidate,
             stale_firing_after=settings.stale_firing_after,
         )
     )
@@ -183,6 +200,14 @@ def build_service(
                 shutdown_timeout=grace,
             ),
             ChildSpec(
+                "router",
+                start_router,
+                stop=router_send.close,
+                critical=True,
+                inbox=router_recv,
+                shutdown_timeout=grace,
+            ),
+            ChildSpec(
                 "deduplicator",
                 start_dedup,
                 stop=dedup_send.close,
@@ -210,7 +235,12 @@ def build_service(
         ],
     )
     m.watch(
-        {"ingest": ingest_recv, "deduplicator": dedup_recv, "writer": writer_recv},
+        {
+            "ingest": ingest_recv,
+            "deduplicator": dedup_recv,
+            "router": router_recv,
+            "writer": writer_recv,
+        },
         lambda: root.health().walk(),
     )
     service = Service(settings=settings, storage=storage, metrics=m, root=root)

@@ -32,6 +32,20 @@ class WebhookBatch(msgspec.Struct, frozen=True, kw_only=True):
     alerts: list[ParsedAlert]
 
 
+FilterAction = Literal["allow", "deny", "delay"]
+
+
+class FilterDecision(msgspec.Struct, frozen=True, kw_only=True):
+    """What the global filter rules said about an event when it was stored (legacy B§8).
+
+    `rule` is None when no rule matched (allowed by default).
+    """
+
+    action: FilterAction
+    rule: str | None
+    reason: str
+
+
 class AlertEvent(msgspec.Struct, frozen=True, kw_only=True):
     """One alert state as stored: (fingerprint, starts_at, status, ends_at) is its identity."""
 
@@ -54,6 +68,8 @@ class AlertEvent(msgspec.Struct, frozen=True, kw_only=True):
     # Last notification time when it differs from `received_at` (imports of older history);
     # None: `received_at` is both the first and the last time seen.
     last_seen: int | None = None
+    # Set by the router before the event is stored; None: not decided (imports).
+    filter_decision: FilterDecision | None = None
 
 
 Severity = Literal["critical", "warning", "info", "noise"]
@@ -97,6 +113,7 @@ class StoredEvent(msgspec.Struct, frozen=True, kw_only=True):
     first_seen: int
     last_seen: int
     notify_count: int
+    filter_decision: FilterDecision | None = None
 
 
 class WriteOutcome(msgspec.Struct, frozen=True):
@@ -132,6 +149,7 @@ class HistoryQuery(msgspec.Struct, frozen=True, kw_only=True):
     starts_from: int | None = None
     starts_to: int | None = None
     label_matchers: tuple[tuple[str, str, str], ...] = ()  # (name, op, value), all must hold
+    filter_action: FilterAction | None = None  # the recorded decision's action
     before_id: int | None = None
     offset: int = 0
     limit: int = 100

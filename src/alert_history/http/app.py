@@ -109,7 +109,7 @@ def create_app(deps: HttpDeps) -> QuartTrio:
         return json_response(render_page(page, query))
 
     register_report_routes(app, deps)
-    register_rule_routes(app, deps)
+    register_rule_routes(app, deps, rules_changed=deps.rules_changed)
     register_timeline_routes(app, deps)
 
     @app.get("/healthz")

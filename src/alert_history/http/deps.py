@@ -26,4 +26,6 @@ class HttpDeps:
     draining: Callable[[], bool]
     wall_clock: Callable[[], float]
     started_at: float
+    #: called after a filter rule is created, replaced or deleted: reload the rules now
+    rules_changed: Callable[[], None]
     stale_firing_after: float

@@ -6,13 +6,15 @@ import base64
 import binascii
 from collections.abc import Mapping
 
+import msgspec
 from werkzeug.datastructures import MultiDict
 
 from alert_history.domain import MatcherError, format_ns, parse_matchers, parse_query_time
-from alert_history.models import HistoryPage, HistoryQuery, StoredEvent
+from alert_history.models import FilterAction, HistoryPage, HistoryQuery, StoredEvent
 
 MAX_LIMIT = 1000
 MAX_OFFSET = 100_000
+_ACTIONS: dict[str, FilterAction] = {"allow": "allow", "deny": "deny", "delay": "delay"}
 
 
 class QueryError(Exception):
@@ -77,6 +79,9 @@ def parse_history_query(args: MultiDict[str, str]) -> HistoryQuery:
     status = args.get("status") or None
     if status not in (None, "firing", "resolved"):
         raise QueryError("status", "must be 'firing' or 'resolved'")
+    action = args.get("filter_action") or None
+    if action is not None and action not in _ACTIONS:
+        raise QueryError("filter_action", "must be 'allow', 'deny' or 'delay'")
     cursor = args.get("cursor")
     return HistoryQuery(
         alertname=args.get("alertname") or None,
@@ -89,6 +94,7 @@ def parse_history_query(args: MultiDict[str, str]) -> HistoryQuery:
         starts_from=_time(args, "start_time"),
         starts_to=_time(args, "end_time"),
         label_matchers=_matchers(args.getlist("filter")),
+        filter_action=None if action is None else _ACTIONS[action],
         before_id=decode_cursor(cursor) if cursor else None,
         offset=_int(args, "offset", 0, 0, MAX_OFFSET),
         limit=_int(args, "limit", 100, 1, MAX_LIMIT),
@@ -98,6 +104,7 @@ def parse_history_query(args: MultiDict[str, str]) -> HistoryQuery:
 def render_event(event: StoredEvent) -> dict[str, object]:
     """The union of the v1 and v2 fields, plus what the new service knows."""
     last_seen = format_ns(event.last_seen)
+    decision = event.filter_decision
     return {
         "id": event.id,
         "alertname": event.alertname,
@@ -116,6 +123,8 @@ def render_event(event: StoredEvent) -> dict[str, object]:
         "firstSeen": format_ns(event.first_seen),
         "lastSeen": last_seen,
         "notifyCount": event.notify_count,
+        # what the global filter rules decided when the event was stored; null: not decided
+        "filter": None if decision is None else msgspec.structs.asdict(decision),
     }
 
 

@@ -34,7 +34,8 @@ from alert_history.storage.sql import (
     CLASSIFICATION_FIELDS,
     CURRENT_FIELDS,
     EVENT_COLUMNS,
-    EVENT_FIELDS,
+    EVENT_WRITE_FIELDS,
+    EVENT_WRITE_PARAMS,
     PURGE_CURRENT,
     PURGE_EVENTS,
     classification_params,
@@ -54,7 +55,7 @@ from alert_history.storage.sql import (
 T = TypeVar("T")
 Conn = psycopg.Connection[tuple[Any, ...]]
 
-_CHUNK = 500  # rows per statement: 19 parameters a row, far below the protocol's 65,535
+_CHUNK = 500  # rows per statement: 20 parameters a row, far below the protocol's 65,535
 _MIGRATION_LOCK = 7_314_001  # pg_advisory_xact_lock key: one replica migrates at a time
 _PURGE_LOCK = 7_314_002  # pg_try_advisory_xact_lock key: one replica purges at a time
 _RETRIES = 3  # deadlocks and serialization failures between replicas are retried
@@ -74,13 +75,14 @@ _EVENT_COLUMNS = EVENT_COLUMNS.format(
 @functools.lru_cache(maxsize=64)
 def _insert_events(rows: int) -> str:
     return f"""
-INSERT INTO alert_events AS e ({EVENT_FIELDS}, labels_exact, annotations_exact)
-VALUES {values(rows, 19, "%s")}
+INSERT INTO alert_events AS e ({EVENT_WRITE_FIELDS}, labels_exact, annotations_exact)
+VALUES {values(rows, EVENT_WRITE_PARAMS + 2, "%s")}
 ON CONFLICT (fingerprint, starts_at, status, ends_at) DO UPDATE SET
     notify_count = e.notify_count + excluded.notify_count,
     last_seen = greatest(e.last_seen, excluded.last_seen),
     annotations = excluded.annotations,
-    annotations_exact = excluded.annotations_exact
+    annotations_exact = excluded.annotations_exact,
+    filter_decision = coalesce(excluded.filter_decision, e.filter_decision)
 RETURNING (xmax = 0)
 """
 
@@ -89,8 +91,8 @@ RETURNING (xmax = 0)
 @functools.lru_cache(maxsize=64)
 def _import_events(rows: int) -> str:
     return f"""
-INSERT INTO alert_events ({EVENT_FIELDS}, labels_exact, annotations_exact)
-VALUES {values(rows, 19, "%s")}
+INSERT INTO alert_events ({EVENT_WRITE_FIELDS}, labels_exact, annotations_exact)
+VALUES {values(rows, EVENT_WRITE_PARAMS + 2, "%s")}
 ON CONFLICT (fingerprint, starts_at, status, ends_at) DO NOTHING
 RETURNING fingerprint, starts_at, status, ends_at
 """

@@ -12,27 +12,39 @@ from typing import Any
 import msgspec
 
 from alert_history.domain import Dialect, Matcher, sql_condition
-from alert_history.models import AlertEvent, Classification, HistoryQuery, StoredEvent
+from alert_history.models import (
+    AlertEvent,
+    Classification,
+    FilterDecision,
+    HistoryQuery,
+    StoredEvent,
+)
 
 encode_map = msgspec.json.Encoder(order="sorted").encode
 decode_map = msgspec.json.Decoder(dict[str, str]).decode
 _decode_strings = msgspec.json.Decoder(list[str]).decode
 _decode_object = msgspec.json.Decoder(dict[str, object]).decode
 _decode_any = msgspec.json.Decoder().decode
+_decode_decision = msgspec.json.Decoder(FilterDecision).decode
 
 EVENT_FIELDS = (
     "fingerprint, status, starts_at, ends_at, alertname, namespace, severity, labels, "
     "annotations, generator_url, receiver, group_key, source, fingerprint_computed, "
     "first_seen, last_seen, notify_count"
 )
+# What the service writes: EVENT_FIELDS and the router's decision, `event_params` in this order.
+# Bulk loaders (bench/) insert EVENT_FIELDS alone; their events read back undecided.
+EVENT_WRITE_FIELDS = f"{EVENT_FIELDS}, filter_decision"
+EVENT_WRITE_PARAMS = 18  # per row; PostgreSQL adds labels_exact, annotations_exact
 CURRENT_FIELDS = (
     "fingerprint, status, starts_at, ends_at, alertname, namespace, severity, updated_at"
 )
-# Read back with labels and annotations as JSON text, decoded by msgspec on both backends.
+# Read back with labels, annotations and the filter decision as JSON text, decoded by msgspec
+# on both backends.
 EVENT_COLUMNS = (
     "id, fingerprint, status, starts_at, ends_at, alertname, namespace, severity, "
     "{labels} AS labels, {annotations} AS annotations, generator_url, receiver, source, "
-    "first_seen, last_seen, notify_count"
+    "first_seen, last_seen, notify_count, CAST(filter_decision AS text) AS filter_decision"
 )
 
 StateKey = tuple[str, int, str, int]
@@ -77,7 +89,7 @@ def _rank(event: AlertEvent) -> tuple[int, int]:
 
 
 def event_params(events: Sequence[AlertEvent], *, exact_columns: bool = False) -> list[object]:
-    """Parameters for EVENT_FIELDS, plus `labels_exact, annotations_exact` when asked.
+    """Parameters for EVENT_WRITE_FIELDS, plus `labels_exact, annotations_exact` when asked.
 
     PostgreSQL's jsonb cannot hold U+0000, which Alertmanager allows in label values: there the
     jsonb columns get U+FFFD instead (still queryable) and the exact JSON goes to the `_exact`
@@ -93,11 +105,19 @@ def event_params(events: Sequence[AlertEvent], *, exact_columns: bool = False) -
             ev.fingerprint, ev.status, ev.starts_at, ev.ends_at, ev.alertname, ev.namespace,
             ev.severity, labels.decode(), annotations.decode(), ev.generator_url, ev.receiver,
             ev.group_key, ev.source, ev.fingerprint_computed, ev.received_at, _last_seen(ev),
-            ev.notify_count,
+            ev.notify_count, _decision_param(ev.filter_decision, jsonb=exact_columns),
         )  # fmt: skip
         if exact_columns:
             params += (labels_exact, annotations_exact)
     return params
+
+
+def _decision_param(decision: FilterDecision | None, *, jsonb: bool) -> str | None:
+    """The decision as JSON text; for jsonb, U+0000 (a rule name may hold it) as U+FFFD."""
+    if decision is None:
+        return None
+    encoded = encode_map(decision)
+    return (_jsonb_safe(encoded) if jsonb else encoded).decode()
 
 
 def _last_seen(event: AlertEvent) -> int:
@@ -232,6 +252,14 @@ def history_filters(
         if bound is not None:
             where.append(f"{clause} {placeholder}")
             args.append(bound)
+    if q.filter_action is not None:
+        action = (
+            "filter_decision ->> 'action'"
+            if dialect == "postgres"
+            else "json_extract(filter_decision, '$.action')"
+        )
+        where.append(f"{action} = {placeholder}")
+        args.append(q.filter_action)
     if q.label_matchers:
         matchers = [Matcher(name, op, value) for name, op, value in q.label_matchers]  # type: ignore[arg-type]
         condition, params = sql_condition(matchers, dialect)
@@ -251,7 +279,7 @@ PURGE_CURRENT = "DELETE FROM alert_current WHERE status = 'resolved' AND updated
 
 def row_to_event(row: tuple[Any, ...]) -> StoredEvent:
     (ident, fp, status, starts, ends, name, ns, sev, labels, annotations, url, receiver,
-     source, first, last, count) = row  # fmt: skip
+     source, first, last, count, decision) = row  # fmt: skip
     return StoredEvent(
         id=ident,
         fingerprint=fp,
@@ -269,4 +297,15 @@ def row_to_event(row: tuple[Any, ...]) -> StoredEvent:
         first_seen=first,
         last_seen=last,
         notify_count=count,
+        filter_decision=_read_decision(decision),
     )
+
+
+def _read_decision(text: str | None) -> FilterDecision | None:
+    """The stored decision; one edited into something else reads as none, not as an error."""
+    if text is None:
+        return None
+    try:
+        return _decode_decision(text)
+    except msgspec.DecodeError:  # ValidationError is one
+        return None

@@ -35,7 +35,8 @@ from alert_history.storage.sql import (
     CLASSIFICATION_FIELDS,
     CURRENT_FIELDS,
     EVENT_COLUMNS,
-    EVENT_FIELDS,
+    EVENT_WRITE_FIELDS,
+    EVENT_WRITE_PARAMS,
     PURGE_CURRENT,
     PURGE_EVENTS,
     classification_params,
@@ -53,18 +54,20 @@ from alert_history.storage.sql import (
 
 T = TypeVar("T")
 
-# Rows per statement: 17 parameters a row stays far below SQLite's 32,766 variables.
+# Rows per statement: 18 parameters a row stays far below SQLite's 32,766 variables.
 _CHUNK = 500
 
 
 @functools.lru_cache(maxsize=64)
 def _insert_events(rows: int) -> str:
     return f"""
-INSERT INTO alert_events ({EVENT_FIELDS}) VALUES {values(rows, 17, "?")}
+INSERT INTO alert_events ({EVENT_WRITE_FIELDS})
+VALUES {values(rows, EVENT_WRITE_PARAMS, "?")}
 ON CONFLICT (fingerprint, starts_at, status, ends_at) DO UPDATE SET
     notify_count = notify_count + excluded.notify_count,
     last_seen = max(last_seen, excluded.last_seen),
-    annotations = excluded.annotations
+    annotations = excluded.annotations,
+    filter_decision = coalesce(excluded.filter_decision, filter_decision)
 """
 
 
@@ -72,7 +75,8 @@ ON CONFLICT (fingerprint, starts_at, status, ends_at) DO UPDATE SET
 @functools.lru_cache(maxsize=64)
 def _import_events(rows: int) -> str:
     return f"""
-INSERT INTO alert_events ({EVENT_FIELDS}) VALUES {values(rows, 17, "?")}
+INSERT INTO alert_events ({EVENT_WRITE_FIELDS})
+VALUES {values(rows, EVENT_WRITE_PARAMS, "?")}
 ON CONFLICT (fingerprint, starts_at, status, ends_at) DO NOTHING
 RETURNING fingerprint, starts_at, status, ends_at
 """
