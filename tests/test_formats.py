@@ -138,6 +138,12 @@ async def test_every_format_is_stored_with_alertmanager_fingerprints(
     }  # fmt: skip
     for item in stored:
         assert item["fingerprint"] == fingerprint(item["labels"])
+    grafana = by_name["HighCPU"]["extra"]  # Grafana's own fields are kept as sent
+    assert grafana["orgId"] == 1 and grafana["title"] == "[FIRING:1] HighCPU Infra"
+    assert (grafana["state"], grafana["values"]) == ("alerting", {"B": 92.5, "C": 1})
+    assert grafana["panelURL"] == "http://grafana.local/d/dash?viewPanel=1"
+    assert grafana["message"].startswith("**Firing**")
+    assert by_name["AM"]["extra"] is None
     unknown = await client.post("/webhook", content=json.dumps({"foo": 1}))
     assert unknown.status_code == 422
     assert "none of the supported formats" in unknown.json()["detail"][0]["msg"]

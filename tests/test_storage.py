@@ -185,7 +185,7 @@ async def test_pending_migrations_stop_start_up_when_auto_migrate_is_off(tmp_pat
         await open_storage(f"sqlite:///{tmp_path}/fresh.db", migrate=False)
     storage = SQLiteStorage(str(tmp_path / "fresh.db"))
     await storage.open(migrate=False, check=False)
-    names = ["initial", "classifications", "filter_rules"]
+    names = ["initial", "classifications", "filter_rules", "event_extra"]
     assert [m.name for m in await storage.migrate(dry_run=True)] == names
     assert [m.name for m in await storage.migrate()] == names
     assert await storage.migrate() == []
@@ -403,3 +403,12 @@ async def test_feature_sql_runs_on_every_backend_with_one_placeholder_style(
     with pytest.raises(RuntimeError):
         await storage.write(delete_then_fail)
     assert (await storage.history(HistoryQuery())).total == 2  # rolled back
+
+
+async def test_format_extras_round_trip_and_the_latest_wins(storage: Storage) -> None:
+    extra = {"orgId": 1, "values": {"B": 92.5, "C": None}, "message": "a\0b ünï"}
+    await storage.write_events([msgspec.structs.replace(event(), extra=extra)])
+    await storage.write_events([event()])  # a repeat without extras keeps them
+    (row,) = (await storage.history(HistoryQuery())).events
+    expected = extra if storage.backend == "sqlite" else {**extra, "message": "a\ufffdb ünï"}
+    assert row.extra == expected

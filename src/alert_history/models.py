@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import msgspec
 
@@ -19,6 +19,7 @@ class ParsedAlert(msgspec.Struct, frozen=True, kw_only=True):
     ends_at: int
     generator_url: str
     fingerprint: str | None
+    extra: dict[str, Any] | None = None  # a format's own fields (Grafana's panelURL, values...)
 
 
 class WebhookBatch(msgspec.Struct, frozen=True, kw_only=True):
@@ -30,6 +31,7 @@ class WebhookBatch(msgspec.Struct, frozen=True, kw_only=True):
     status: Status
     truncated_alerts: int
     alerts: list[ParsedAlert]
+    extra: dict[str, Any] | None = None  # a format's own envelope fields (Grafana's title...)
 
 
 FilterAction = Literal["allow", "deny", "delay"]
@@ -70,6 +72,8 @@ class AlertEvent(msgspec.Struct, frozen=True, kw_only=True):
     last_seen: int | None = None
     # Set by the router before the event is stored; None: not decided (imports).
     filter_decision: FilterDecision | None = None
+    # What the sender's format adds beyond Alertmanager's fields, kept as sent
+    extra: dict[str, Any] | None = None
 
 
 Severity = Literal["critical", "warning", "info", "noise"]
@@ -114,6 +118,7 @@ class StoredEvent(msgspec.Struct, frozen=True, kw_only=True):
     last_seen: int
     notify_count: int
     filter_decision: FilterDecision | None = None
+    extra: dict[str, Any] | None = None
 
 
 class WriteOutcome(msgspec.Struct, frozen=True):

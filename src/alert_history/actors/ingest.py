@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable
+from typing import Any
 
 import trio
 
@@ -36,9 +37,16 @@ def to_events(batch: WebhookBatch, received_at: int) -> list[AlertEvent]:
             group_key=batch.group_key,
             source=batch.source,
             received_at=received_at,
+            extra=_extra(batch.extra, alert.extra),
         )
         for alert in batch.alerts
     ]
+
+
+def _extra(envelope: dict[str, Any] | None, alert: dict[str, Any] | None) -> dict[str, Any] | None:
+    if envelope is None:
+        return alert
+    return envelope if alert is None else {**envelope, **alert}
 
 
 async def run(

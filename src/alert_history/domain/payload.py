@@ -10,7 +10,7 @@ JSON, 422 schema) and the JSON path of the offending field.
 from __future__ import annotations
 
 import re
-from typing import Literal
+from typing import Any, Literal
 
 import msgspec
 
@@ -105,7 +105,8 @@ def decode_alertmanager_webhook(body: bytes) -> WebhookBatch:
     if len(hook.alerts) > _MAX_ALERTS:
         raise InvalidPayload(422, "$.alerts", f"more than {_MAX_ALERTS} alerts", "too_many")
     alerts = [_parse_alert(i, alert, hook.status) for i, alert in enumerate(hook.alerts)]
-    grafana = hook.orgId is not None or hook.title is not None or hook.state is not None
+    envelope = _present(orgId=hook.orgId, title=hook.title, state=hook.state, message=hook.message)
+    grafana = envelope is not None
     return WebhookBatch(
         source="grafana" if grafana else "alertmanager",
         receiver=hook.receiver,
@@ -113,6 +114,7 @@ def decode_alertmanager_webhook(body: bytes) -> WebhookBatch:
         status=hook.status,
         truncated_alerts=hook.truncatedAlerts,
         alerts=alerts,
+        extra=envelope,
     )
 
 
@@ -208,7 +210,20 @@ def _schema_error(exc: msgspec.ValidationError) -> InvalidPayload:
     return InvalidPayload(422, path, message, "schema_error")
 
 
-def _parse_alert(index: int, alert: _Alert, default_status: str) -> ParsedAlert:
+def _present(**fields: Any) -> dict[str, Any] | None:
+    """The fields that were sent (not None), or None when there are none."""
+    sent = {name: value for name, value in fields.items() if value is not None}
+    return sent or None
+
+
+def _grafana_extra(alert: _GrafanaAlert) -> dict[str, Any] | None:
+    return _present(
+        silenceURL=alert.silenceURL, dashboardURL=alert.dashboardURL, panelURL=alert.panelURL,
+        values=alert.values, valueString=alert.valueString, imageURL=alert.imageURL,
+    )  # fmt: skip
+
+
+def _parse_alert(index: int, alert: _GrafanaAlert, default_status: str) -> ParsedAlert:
     where = f"$.alerts[{index}]"
     starts_at = _time(alert.startsAt, f"{where}.startsAt")
     if starts_at == NONE_NS:
@@ -228,6 +243,7 @@ def _parse_alert(index: int, alert: _Alert, default_status: str) -> ParsedAlert:
         ends_at=ends_at,
         generator_url=alert.generatorURL,
         fingerprint=fingerprint,
+        extra=_grafana_extra(alert),
     )
 
 

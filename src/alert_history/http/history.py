@@ -125,6 +125,8 @@ def render_event(event: StoredEvent) -> dict[str, object]:
         "notifyCount": event.notify_count,
         # what the global filter rules decided when the event was stored; null: not decided
         "filter": None if decision is None else msgspec.structs.asdict(decision),
+        # fields the sender's format adds (Grafana: orgId, title, panelURL, values, ...)
+        "extra": event.extra,
     }
 
 

@@ -82,7 +82,8 @@ ON CONFLICT (fingerprint, starts_at, status, ends_at) DO UPDATE SET
     last_seen = greatest(e.last_seen, excluded.last_seen),
     annotations = excluded.annotations,
     annotations_exact = excluded.annotations_exact,
-    filter_decision = coalesce(excluded.filter_decision, e.filter_decision)
+    filter_decision = coalesce(excluded.filter_decision, e.filter_decision),
+    extra = coalesce(excluded.extra, e.extra)
 RETURNING (xmax = 0)
 """
 

@@ -21,6 +21,7 @@ from alert_history.models import (
 )
 
 encode_map = msgspec.json.Encoder(order="sorted").encode
+_decode_extra = msgspec.json.Decoder(dict[str, Any]).decode
 decode_map = msgspec.json.Decoder(dict[str, str]).decode
 _decode_strings = msgspec.json.Decoder(list[str]).decode
 _decode_object = msgspec.json.Decoder(dict[str, object]).decode
@@ -34,8 +35,8 @@ EVENT_FIELDS = (
 )
 # What the service writes: EVENT_FIELDS and the router's decision, `event_params` in this order.
 # Bulk loaders (bench/) insert EVENT_FIELDS alone; their events read back undecided.
-EVENT_WRITE_FIELDS = f"{EVENT_FIELDS}, filter_decision"
-EVENT_WRITE_PARAMS = 18  # per row; PostgreSQL adds labels_exact, annotations_exact
+EVENT_WRITE_FIELDS = f"{EVENT_FIELDS}, filter_decision, extra"
+EVENT_WRITE_PARAMS = 19  # per row; PostgreSQL adds labels_exact, annotations_exact
 CURRENT_FIELDS = (
     "fingerprint, status, starts_at, ends_at, alertname, namespace, severity, updated_at"
 )
@@ -44,7 +45,8 @@ CURRENT_FIELDS = (
 EVENT_COLUMNS = (
     "id, fingerprint, status, starts_at, ends_at, alertname, namespace, severity, "
     "{labels} AS labels, {annotations} AS annotations, generator_url, receiver, source, "
-    "first_seen, last_seen, notify_count, CAST(filter_decision AS text) AS filter_decision"
+    "first_seen, last_seen, notify_count, CAST(filter_decision AS text) AS filter_decision, "
+    "CAST(extra AS text) AS extra"
 )
 
 StateKey = tuple[str, int, str, int]
@@ -106,6 +108,7 @@ def event_params(events: Sequence[AlertEvent], *, exact_columns: bool = False) -
             ev.severity, labels.decode(), annotations.decode(), ev.generator_url, ev.receiver,
             ev.group_key, ev.source, ev.fingerprint_computed, ev.received_at, _last_seen(ev),
             ev.notify_count, _decision_param(ev.filter_decision, jsonb=exact_columns),
+            _extra_param(ev.extra, jsonb=exact_columns),
         )  # fmt: skip
         if exact_columns:
             params += (labels_exact, annotations_exact)
@@ -117,6 +120,13 @@ def _decision_param(decision: FilterDecision | None, *, jsonb: bool) -> str | No
     if decision is None:
         return None
     encoded = encode_map(decision)
+    return (_jsonb_safe(encoded) if jsonb else encoded).decode()
+
+
+def _extra_param(extra: dict[str, Any] | None, *, jsonb: bool) -> str | None:
+    if extra is None:
+        return None
+    encoded = encode_map(extra)
     return (_jsonb_safe(encoded) if jsonb else encoded).decode()
 
 
@@ -279,7 +289,7 @@ PURGE_CURRENT = "DELETE FROM alert_current WHERE status = 'resolved' AND updated
 
 def row_to_event(row: tuple[Any, ...]) -> StoredEvent:
     (ident, fp, status, starts, ends, name, ns, sev, labels, annotations, url, receiver,
-     source, first, last, count, decision) = row  # fmt: skip
+     source, first, last, count, decision, extra) = row  # fmt: skip
     return StoredEvent(
         id=ident,
         fingerprint=fp,
@@ -298,6 +308,7 @@ def row_to_event(row: tuple[Any, ...]) -> StoredEvent:
         last_seen=last,
         notify_count=count,
         filter_decision=_read_decision(decision),
+        extra=None if extra is None else _decode_extra(extra),
     )
 
 

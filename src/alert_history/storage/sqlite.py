@@ -67,7 +67,8 @@ ON CONFLICT (fingerprint, starts_at, status, ends_at) DO UPDATE SET
     notify_count = notify_count + excluded.notify_count,
     last_seen = max(last_seen, excluded.last_seen),
     annotations = excluded.annotations,
-    filter_decision = coalesce(excluded.filter_decision, filter_decision)
+    filter_decision = coalesce(excluded.filter_decision, filter_decision),
+    extra = coalesce(excluded.extra, extra)
 """
 
 
