@@ -6,12 +6,13 @@ import argparse
 import datetime as dt
 import os
 import platform
+import re
 import shlex
 import sqlite3
 import subprocess
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 from statistics import median
@@ -30,6 +31,14 @@ TARGET_RATIO = 0.5
 TARGET_P95_MS = 50.0
 TARGET_P95_CONCURRENCY = 64
 TARGET_RSS_MIB = 150
+TARGET_PG_VS_SQLITE = 0.9  # PostgreSQL within 10 % of SQLite (alerts/s)
+TARGET_ALERTS_PER_S = 10_000  # with 10-alert payloads
+SERVER_LABELS = {
+    "ceiling": "ceiling",
+    "service": "**service** (SQLite)",
+    "postgres": "**service (PostgreSQL)**",
+}
+BACKEND = {"service": "SQLite", "postgres": "PostgreSQL"}
 REQUIRED_RPS = TARGET_P95_CONCURRENCY * 1000 / TARGET_P95_MS  # closed loop: c / latency
 MET, NOT_MET = "**met**", "**NOT met**"
 
@@ -104,14 +113,18 @@ class Cell:
     concurrency: int
     ceiling: list[Run]
     service: list[Run]
+    postgres: list[Run] = field(default_factory=list)
+
+    def servers(self) -> list[str]:
+        return [s for s in ("ceiling", "service", "postgres") if getattr(self, s)]
 
     def med(self, server: str, attr: str) -> float:
         return median(_value(r, attr) for r in getattr(self, server))
 
-    def ratio(self, attr: str) -> float:
-        """Median over rounds of service / ceiling, each pair from the same round."""
-        ceil = {r.round: _value(r, attr) for r in self.ceiling}
-        pairs = [_value(r, attr) / ceil[r.round] for r in self.service if ceil.get(r.round)]
+    def ratio(self, attr: str, server: str = "service", base: str = "ceiling") -> float:
+        """Median over rounds of server / base, each pair from the same round."""
+        ref = {r.round: _value(r, attr) for r in getattr(self, base)}
+        pairs = [_value(r, attr) / ref[r.round] for r in getattr(self, server) if ref.get(r.round)]
         return median(pairs) if pairs else float("nan")
 
     def spread(self, server: str, attr: str) -> tuple[float, float]:
@@ -165,9 +178,9 @@ def _table(header: list[str], rows: list[list[str]], align: str = "") -> list[st
 
 
 def _fig(cell: Cell, server: str, attr: str, fmt: Callable[[float], str]) -> str:
-    """The median; for the service also its ratio against the ceiling."""
+    """The median; for the service (either backend) also its ratio against the ceiling."""
     text = fmt(cell.med(server, attr))
-    return f"{text} ({_x(cell.ratio(attr))})" if server == "service" else text
+    return f"{text} ({_x(cell.ratio(attr, server))})" if server != "ceiling" else text
 
 
 def results_table(all_cells: list[Cell]) -> list[str]:
@@ -186,15 +199,13 @@ def results_table(all_cells: list[Cell]) -> list[str]:
     ]
     rows = []
     for cell in all_cells:
-        for server in ("ceiling", "service"):
+        for server in cell.servers():
             low, high = cell.spread(server, "rps")
-            svc = server == "service"
-
             rows.append(
                 [
                     cell.payload.key,
                     str(cell.concurrency),
-                    "**service**" if svc else "ceiling",
+                    SERVER_LABELS[server],
                     _fig(cell, server, "rps", _n) + f" ({_n(low)}–{_n(high)})",
                     _fig(cell, server, "alerts_per_s", _n),
                     _fig(cell, server, "p50_ms", _ms),
@@ -247,13 +258,51 @@ def targets(all_cells: list[Cell], runs: list[Run]) -> tuple[list[str], list[str
         bool(high) and all(c.med("service", "p95_ms") < TARGET_P95_MS for c in high),
     )
 
-    peak = max(r.peak_rss_kb for r in runs if r.server == "service")
+    peak = max(r.peak_rss_kb for r in runs if r.server != "ceiling")
     ceil_peak = max(r.peak_rss_kb for r in runs if r.server == "ceiling")
     add(
         f"peak RSS < {TARGET_RSS_MIB} MB",
-        f"{_mib(peak)} MiB, the highest VmHWM of all service runs (ceiling {_mib(ceil_peak)} MiB)",
+        f"{_mib(peak)} MiB, the highest VmHWM of all service runs, either backend (ceiling "
+        f"{_mib(ceil_peak)} MiB)",
         peak < TARGET_RSS_MIB * 1024,
     )
+
+    pg_cells = [c for c in all_cells if c.postgres]
+    if pg_cells:
+        measured = "; ".join(
+            f"{c.payload.key} c{c.concurrency}: PostgreSQL {_n(c.med('postgres', 'alerts_per_s'))}"
+            f" vs SQLite {_n(c.med('service', 'alerts_per_s'))} alerts/s "
+            f"({_x(c.ratio('alerts_per_s', 'postgres', 'service'))})"
+            for c in pg_cells
+        )
+        add(
+            f"PostgreSQL within {100 * (1 - TARGET_PG_VS_SQLITE):.0f} % of SQLite "
+            "(alerts/s, same round)",
+            measured,
+            all(
+                c.ratio("alerts_per_s", "postgres", "service") >= TARGET_PG_VS_SQLITE
+                for c in pg_cells
+            ),
+        )
+    ten = [c for c in all_cells if c.payload.alerts == 10]
+    if ten:
+        backends = [s for s in ("service", "postgres") if any(getattr(c, s) for c in ten)]
+        measured = "; ".join(
+            f"{c.payload.key} c{c.concurrency}: "
+            + ", ".join(f"{BACKEND[s]} {_n(c.med(s, 'alerts_per_s'))}" for s in backends)
+            + f" (ceiling {_n(c.med('ceiling', 'alerts_per_s'))})"
+            for c in ten
+        )
+        add(
+            f"≥ {TARGET_ALERTS_PER_S:,} alerts/s with 10-alert payloads (each backend)",
+            measured,
+            all(
+                c.med(s, "alerts_per_s") >= TARGET_ALERTS_PER_S
+                for c in ten
+                for s in backends
+                if getattr(c, s)
+            ),
+        )
     return _table(["target (from the issue)", "measured (medians)", "verdict"], rows), verdicts
 
 
@@ -266,6 +315,7 @@ def durability(runs: list[Run]) -> list[str]:
         rows.append(
             [
                 str(run.round),
+                BACKEND[run.server],
                 run.payload.key,
                 str(run.concurrency),
                 _n(ok_requests),
@@ -279,6 +329,7 @@ def durability(runs: list[Run]) -> list[str]:
         )
     header = [
         "round",
+        "backend",
         "payload",
         "conc.",
         "2xx responses",
@@ -289,7 +340,7 @@ def durability(runs: list[Run]) -> list[str]:
         "alerts in non-2xx",
         "check",
     ]
-    return _table(header, rows, "lllrrrrrrl")
+    return _table(header, rows, "llllrrrrrrl")
 
 
 def profile_sections(profiles: list[tuple[str, Profile]] | None) -> list[str]:
@@ -312,7 +363,7 @@ def profile_sections(profiles: list[tuple[str, Profile]] | None) -> list[str]:
         "it.",
     ]
     for label, prof in profiles:
-        lines += ["", f"### {label}", "", *profile_section(prof)]
+        lines += ["", f"#### {label}", "", *profile_section(prof)]
     return lines
 
 
@@ -350,6 +401,7 @@ def profile_section(prof: Profile) -> list[str]:
 
 def internals(all_cells: list[Cell]) -> list[str]:
     header = [
+        "backend",
         "payload",
         "conc.",
         "group commits/s",
@@ -360,12 +412,13 @@ def internals(all_cells: list[Cell]) -> list[str]:
         "fingerprint mismatches",
     ]
     rows = []
-    for cell in all_cells:
-        got = [r.internals for r in cell.service if r.internals is not None]
+    for cell, server in [(c, s) for c in all_cells for s in ("service", "postgres")]:
+        got = [r.internals for r in getattr(cell, server) if r.internals is not None]
         if not got:
             continue
         rows.append(
             [
+                BACKEND[server],
                 cell.payload.key,
                 str(cell.concurrency),
                 _n(median(i.commits / i.wall_s for i in got if i.wall_s)),
@@ -376,7 +429,7 @@ def internals(all_cells: list[Cell]) -> list[str]:
                 str(sum(i.fingerprint_mismatches for i in got)),
             ]
         )
-    return _table(header, rows, "llrrrrrr")
+    return _table(header, rows, "lllrrrrrr")
 
 
 def cost_notes(all_cells: list[Cell]) -> list[str]:
@@ -391,6 +444,27 @@ def cost_notes(all_cells: list[Cell]) -> list[str]:
             f"- {cell.payload.key} c{cell.concurrency}: service {svc:.2f} ms of CPU per request, "
             f"bare server {ceil:.2f} ms: the service adds {svc - ceil:.2f} ms."
         )
+        if cell.postgres:
+            pg = cell.med("postgres", "cpu_ms_per_request")
+            db = median(1000 * r.db_cpu_s / r.result.ok for r in cell.postgres if r.result.ok)
+            got = [r.internals for r in cell.postgres if r.internals is not None]
+            busy = median(
+                r.cpu_s / r.result.duration_s for r in cell.postgres if r.result.duration_s
+            )
+            writer = (
+                f"; the process ran at {100 * busy:.0f} % of a core while its storage writer "
+                f"was busy {100 * median(i.writer_busy for i in got):.0f} % of the time "
+                f"({median(i.mean_commit_ms for i in got):.1f} ms per group commit of "
+                f"{median(i.mean_batch for i in got):.0f} alerts on average)"
+                if got
+                else ""
+            )
+            lines.append(
+                f"- {cell.payload.key} c{cell.concurrency}, the service on PostgreSQL: "
+                f"{pg:.2f} ms of the service process's CPU per request ({pg - svc:+.2f} ms "
+                f"against SQLite), plus {db:.2f} ms in the PostgreSQL server's processes"
+                f"{writer}."
+            )
     by = {(c.payload.alerts, c.concurrency): c for c in all_cells}
     for (alerts, conc), cell in by.items():
         single = by.get((1, conc))
@@ -470,7 +544,8 @@ def render(
     wrk_example: list[str],
     profiles: list[tuple[str, Profile]] | None,
     elapsed_s: float,
-) -> str:
+) -> list[str]:
+    """The ingest section of bench/RESULTS.md."""
     all_cells = cells(runs)
     target_lines, _ = targets(all_cells, runs)
     checks = [r.db for r in runs if r.db is not None]
@@ -485,13 +560,15 @@ def render(
     ceiling_below = [
         c for c in all_cells if c.payload.alerts == 1 and c.med("ceiling", "rps") < TARGET_RPS
     ]
+    pg_runs = [r for r in runs if r.server == "postgres"]
+    pg_keys = sorted({r.payload.key for r in pg_runs})
     lines = [
-        "# alert-history webhook benchmark",
+        "## Webhook ingest: the service on SQLite and on PostgreSQL against the bare server",
         "",
-        f"Generated {facts['date']} by `{command}` (what `make bench` runs, from the repository "
-        f"root) in {elapsed_s / 60:.1f} min. Overwritten by every run.",
+        f"Generated {facts['date']} by `{command}` (from the repository root) in "
+        f"{elapsed_s / 60:.1f} min.",
         "",
-        "## Machine",
+        "### Machine",
         "",
         f"- nproc: {facts['nproc']}; CPU: {facts['cpu']}; {facts['kernel']}",
         f"- Python: {facts['python']} ({sys.executable.replace(str(ROOT) + '/', '')})",
@@ -499,9 +576,15 @@ def render(
         f"- Code: commit {facts['git']}",
         f"- Load average when the bench started: {facts['loadavg']}. The box is shared: other "
         "processes may run during the bench (see *all CPUs busy* and *steal* in the appendix).",
-        f"- Databases: a fresh SQLite file per service run in {facts['db_folder']}",
+        f"- Databases: a fresh SQLite file per service run in {facts['db_folder']}"
+        + (
+            f"; a fresh database per PostgreSQL run on one throwaway {facts['postgres']} server "
+            "on the same machine (its data under /tmp, same disk)"
+            if "postgres" in facts
+            else ""
+        ),
         "",
-        "## Method",
+        "### Method",
         "",
         f"- Load tool: **{facts['wrk']}**, `-t{args.threads}` (one load thread; wrk shares the "
         f"{facts['nproc'].split()[0]} cores with the server, about one core for the server and one "
@@ -515,15 +598,28 @@ def render(
         "- **Service**: `alert-history serve` with `DATABASE_URL=sqlite:///<temp>/<run>.db`, "
         "`HOST=127.0.0.1`, `PORT=<free port>`, `LOG_LEVEL=WARNING`; POST /webhook answers 200 "
         "only after the group commit (WAL, synchronous=FULL).",
+        *(
+            [
+                "- **Service on PostgreSQL** (payloads: "
+                + ", ".join(pg_keys)
+                + "): the same command with `DATABASE_URL=postgresql://postgres@127.0.0.1:PORT/"
+                "<fresh database>`; the group commit is one transaction of multi-row `INSERT ... "
+                "ON CONFLICT` statements through psycopg's sync pool in worker threads, "
+                "synchronous_commit on. The database is dropped after the run.",
+            ]
+            if pg_runs
+            else []
+        ),
         "- Every run starts a fresh process (and database), waits for GET /readyz = 200, warms "
         "up, measures, reads VmHWM from /proc/<pid>/status, then stops it with SIGTERM and waits.",
         f"- Rounds: {args.rounds}; in each round every cell (payload × concurrency) runs the "
-        "ceiling and the service back to back, alternating which goes first (odd rounds ceiling "
-        "first). Figures are medians over the rounds.",
+        "ceiling, the service on SQLite and, where listed, on PostgreSQL back to back, "
+        "alternating the order (odd rounds ceiling first, even rounds ceiling last). Figures are "
+        "medians over the rounds.",
         "- Payloads (Alertmanager v4 webhook bodies):",
         *("  " + line for line in payload_lines),
         "",
-        "## How to read",
+        "### How to read",
         "",
         "- *req/s* counts 2xx responses per second; *alerts/s* = req/s × alerts per body. "
         "The ceiling does no work per alert, so its alerts/s is what the bare server could carry.",
@@ -539,11 +635,11 @@ def render(
         "the appendix), so req/s ≈ 1000 ÷ CPU ms/req.",
         "- Absolute numbers are this 2-core machine's, with wrk on the same cores; compare ratios.",
         "",
-        f"## Results (medians, rounds: {args.rounds})",
+        f"### Results (medians, rounds: {args.rounds})",
         "",
         *results_table(all_cells),
         "",
-        "## Targets",
+        "### Targets",
         "",
         *target_lines,
         "",
@@ -572,26 +668,38 @@ def render(
             f"{TARGET_P95_MS / 1000:g} s) from a single process on this machine.",
             "",
         ]
+    ten = [c for c in all_cells if c.payload.alerts == 10]
+    if ten:
+        lines += [
+            f"Note: the ceiling for {TARGET_ALERTS_PER_S:,} alerts/s with 10-alert bodies is "
+            "the bare server's req/s × 10 ("
+            + ", ".join(f"c{c.concurrency}: {_n(c.med('ceiling', 'alerts_per_s'))}" for c in ten)
+            + f" on this machine): the service reaches {TARGET_ALERTS_PER_S:,} only at ×"
+            + "/".join(f"{TARGET_ALERTS_PER_S / c.med('ceiling', 'alerts_per_s'):.2f}" for c in ten)
+            + " of the bare server or more, while parsing and storing 10 alerts per request "
+            "on the same core as the HTTP server.",
+            "",
+        ]
     lines += [
-        "## Where the CPU goes per request",
+        "### Where the CPU goes per request",
         "",
         "Both servers are CPU-bound on one core (appendix: *server CPU* ≈ 100 %), so CPU per "
         "request sets the throughput:",
         "",
         *cost_notes(all_cells),
         "",
-        "## Service internals (its /metrics after each run, medians)",
+        "### Service internals (its /metrics after each run, medians)",
         "",
         "*writer busy*: share of the run's wall time (warm-up included) the storage writer spent "
         "in group commits, measured on the trio side (thread hand-off included); near 100 % "
-        "would mean SQLite is the bottleneck. *Fingerprint mismatches* must be 0 (the 10-alert "
-        "body carries fingerprints computed like Alertmanager's).",
+        "would mean the database is the bottleneck. *Fingerprint mismatches* must be 0 (the "
+        "10-alert body carries fingerprints computed like Alertmanager's).",
         "",
         *internals(all_cells),
         "",
-        "## Durability cross-check",
+        "### Durability cross-check",
         "",
-        "After each service run stops (SIGTERM, drained), its SQLite file is read: every alert "
+        "After each service run stops (SIGTERM, drained), its database is read: every alert "
         "in a 2xx response (warm-up included) must be counted in `sum(notify_count)` over "
         "`alert_events` (a repeat notification adds 1 to its row, a new episode adds a row). "
         "A *surplus* is allowed: requests in flight when wrk stopped were committed but not "
@@ -606,11 +714,11 @@ def render(
         "",
         *durability(runs),
         "",
-        "## Where the time goes (py-spy)",
+        "### Where the time goes (py-spy, the service on SQLite)",
         "",
         *profile_sections(profiles),
         "",
-        "## Appendix: every run",
+        "### Appendix: every run",
         "",
         "*server CPU*: the server process's CPU over the measured window (100 % = one core); "
         "*wrk CPU* likewise for wrk; *all CPUs busy*: the whole machine (all processes); *stop s*: "
@@ -619,7 +727,7 @@ def render(
         *appendix(runs),
         "",
     ]
-    return "\n".join(lines)
+    return lines
 
 
 def console_summary(runs: list[Run], args: argparse.Namespace) -> str:
@@ -633,5 +741,52 @@ def console_summary(runs: list[Run], args: argparse.Namespace) -> str:
             f"{c.med('service', 'alerts_per_s'):7.0f} alerts/s p95 "
             f"{c.med('service', 'p95_ms'):6.1f} ms ({_x(c.ratio('p95_ms'))})"
         )
+        if c.postgres:
+            out.append(
+                f"  {'':8s} {'':4s} on PostgreSQL: {c.med('postgres', 'rps'):7.0f} req/s "
+                f"({_x(c.ratio('rps', 'postgres'))}) "
+                f"{c.med('postgres', 'alerts_per_s'):7.0f} alerts/s p95 "
+                f"{c.med('postgres', 'p95_ms'):6.1f} ms; ÷ SQLite "
+                f"{_x(c.ratio('alerts_per_s', 'postgres', 'service'))}"
+            )
     _, verdicts = targets(all_cells, runs)
     return "\n".join([*out, "targets:", *("  " + v for v in verdicts)])
+
+
+# -- the document: sections between markers, so that `--only` rewrites just its own -----------
+
+TITLE = "# alert-history benchmark"
+SECTION_ORDER = ("ingest", "history", "pgdriver")
+_SECTION = re.compile(r"<!-- bench:(\w+) -->\n(.*?)<!-- /bench:\1 -->", re.S)
+
+
+def sections_of(text: str) -> dict[str, str]:
+    """The sections of an existing RESULTS.md, by name (markers included in neither)."""
+    return {m.group(1): m.group(2) for m in _SECTION.finditer(text)}
+
+
+def assemble(new: dict[str, list[str]], previous: str) -> str:
+    """RESULTS.md: the sections just run, and the others as `previous` had them."""
+    kept = sections_of(previous)
+    body = {name: "\n".join(lines).rstrip("\n") + "\n" for name, lines in new.items()}
+    out = [
+        TITLE,
+        "",
+        "Written by `python -m bench` (`make bench` runs every section). Each section says when "
+        "and by which command it was produced: `python -m bench --only "
+        "ingest|history|pgdriver` (comma-separated) rewrites only those sections and keeps the "
+        "others as they were.",
+        "",
+        "- [Webhook ingest: SQLite, PostgreSQL and the bare server]"
+        "(#webhook-ingest-the-service-on-sqlite-and-on-postgresql-against-the-bare-server)",
+        "- [History at scale](#history-at-scale-get-history-latency-on-a-loaded-database)",
+        "- [psycopg driver choice]"
+        "(#psycopg-driver-choice-sync-pool-in-threads-vs-asyncconnectionpool-under-trio-asyncio)",
+        "",
+    ]
+    for name in SECTION_ORDER:
+        text = body.get(name, kept.get(name))
+        if text is None:
+            text = f"*Section `{name}`: not run yet (`python -m bench --only {name}`).*"
+        out += [f"<!-- bench:{name} -->", text.rstrip("\n"), "", f"<!-- /bench:{name} -->", ""]
+    return "\n".join(out)

@@ -1,10 +1,16 @@
-"""`python -m bench`: alternate the ceiling and the service over every cell, then report.
+"""`python -m bench`: the sections of bench/RESULTS.md, all by default, or `--only` some.
 
-A cell is (payload, concurrency). Each round runs, for each cell, one ceiling run and one service
-run back to back, in alternating order (round 1 ceiling first, round 2 service first, ...). Every
-run starts a fresh server process (the service with a fresh SQLite file in a temp folder), warms
-it up, measures, reads peak RSS, stops it with SIGTERM and, for the service, checks the database
-against the 2xx responses.
+- ingest: alternate the ceiling, the service on SQLite and (10-alert cells only) the service on
+  PostgreSQL over every cell. A cell is (payload, concurrency). Each round runs, for each cell,
+  one run per server kind back to back, in alternating order (odd rounds ceiling first, even
+  rounds last). Every run starts a fresh server process (the service with a fresh SQLite file in
+  a temp folder or a fresh PostgreSQL database), warms it up, measures, reads peak RSS, stops it
+  with SIGTERM and, for the service, checks the database against the 2xx responses.
+- history: GET /history latency on a million loaded events, both backends (`bench.history`).
+- pgdriver: psycopg's sync pool in threads against AsyncConnectionPool under trio-asyncio, on
+  the service's own group-commit statements (`bench.pgdriver`).
+
+One throwaway PostgreSQL server (`bench.pgserver`) is started for the whole bench.
 """
 
 from __future__ import annotations
@@ -21,11 +27,15 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench import ceiling, load, profile, report
+from bench import ceiling, history, load, machine, pgdriver, profile, report
 from bench.payloads import Payload, one_alert, ten_alerts
+from bench.pgserver import PostgresServer
 from bench.servers import ROOT, Server
 
-SERVERS = ("ceiling", "service")
+SERVERS = ("ceiling", "service", "postgres")
+#: the payloads the service on PostgreSQL is run with (the other kinds run every payload)
+POSTGRES_PAYLOADS = ("10-alert",)
+SECTIONS = ("ingest", "history", "pgdriver")
 
 
 @dataclass(frozen=True)
@@ -102,6 +112,7 @@ class Run:
     returncode: int | None
     db: DbCheck | None
     internals: Internals | None
+    db_cpu_s: float = 0.0  # the PostgreSQL server's CPU during the measured load (postgres runs)
 
     @property
     def alerts_per_s(self) -> float:
@@ -112,22 +123,14 @@ class Run:
         return 1000 * self.cpu_s / self.result.ok if self.result.ok else float("nan")
 
 
-def _cpu_times() -> list[int]:
-    first = Path("/proc/stat").read_text().splitlines()[0].split()
-    return [int(x) for x in first[1:]]
+_cpu_times = machine.cpu_times
+_busy_and_steal = machine.busy_and_steal
 
 
 def _children_cpu() -> float:
     """CPU time of the children waited for so far (wrk runs; the servers are waited at stop)."""
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     return usage.ru_utime + usage.ru_stime
-
-
-def _busy_and_steal(before: list[int], after: list[int]) -> tuple[float, float]:
-    delta = [b - a for a, b in zip(before, after, strict=False)]
-    total = sum(delta[:8]) or 1  # user nice system idle iowait irq softirq steal
-    idle = delta[3] + delta[4]
-    return (total - idle) / total, delta[7] / total
 
 
 def check_ceiling_config() -> None:
@@ -159,19 +162,32 @@ def check_ceiling_config() -> None:
         )
 
 
+DB_CHECK = "SELECT count(*), coalesce(sum(notify_count), 0) FROM alert_events"
+
+
 def read_db(path: Path) -> tuple[int, int]:
     with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as conn:
-        rows, total = conn.execute(
-            "SELECT count(*), coalesce(sum(notify_count), 0) FROM alert_events"
-        ).fetchone()
+        rows, total = conn.execute(DB_CHECK).fetchone()
     return int(rows), int(total)
 
 
+def read_pg(url: str) -> tuple[int, int]:
+    import psycopg
+
+    with psycopg.connect(url) as conn:
+        row = conn.execute(DB_CHECK).fetchone()
+    assert row is not None
+    return int(row[0]), int(row[1])
+
+
 class Bench:
-    def __init__(self, args: argparse.Namespace, wrk: str, tmp: Path) -> None:
+    def __init__(
+        self, args: argparse.Namespace, wrk: str, tmp: Path, pg: PostgresServer | None
+    ) -> None:
         self.args = args
         self.wrk = wrk
         self.tmp = tmp
+        self.pg = pg
         self.payloads = [one_alert(args.one_alert_unique_every), ten_alerts(args.ten_unique_every)]
         self.templates = {p.key: p.write(tmp) for p in self.payloads}
 
@@ -195,9 +211,16 @@ class Bench:
         tag = f"r{rnd}-{kind}-{payload.key}-c{concurrency}"
         log_path = self.tmp / f"{tag}.log"
         db_path = self.tmp / f"{tag}.db"
-        server = (
-            Server.service(db_path, log_path) if kind == "service" else Server.ceiling(log_path)
-        )
+        pg_url = ""
+        if kind == "postgres":
+            assert self.pg is not None
+            pg_url = self.pg.create_database("ingest")
+            self.pg.checkpoint()  # not one landing inside the run
+            server = Server.service_on(pg_url, log_path, name="postgres")
+        elif kind == "service":
+            server = Server.service(db_path, log_path)
+        else:
+            server = Server.ceiling(log_path)
         server.start()
         try:
             url = server.url + "/webhook"
@@ -205,20 +228,22 @@ class Bench:
             warm = None
             if self.args.warmup > 0:
                 warm = load.run(self.wrk_argv(url, payload, concurrency, self.args.warmup, 1))
+            db0 = self.pg.cpu_seconds() if pg_url and self.pg else 0.0
             cpu0, stat0, wrk0 = server.cpu_seconds(), _cpu_times(), _children_cpu()
             result = load.run(self.wrk_argv(url, payload, concurrency, self.args.duration, 2))
             cpu1, stat1, wrk1 = server.cpu_seconds(), _cpu_times(), _children_cpu()
+            db_cpu = (self.pg.cpu_seconds() - db0) if pg_url and self.pg else 0.0
             wall = time.monotonic() - began
             peak = server.status_kb("VmHWM")
-            internals = read_internals(server.get("/metrics"), wall) if kind == "service" else None
+            internals = read_internals(server.get("/metrics"), wall) if kind != "ceiling" else None
         finally:
             server.stop()
         if server.returncode != 0:
             print(f"  ! {tag}: exit code {server.returncode}\n{server.log_tail()}", flush=True)
         busy, steal = _busy_and_steal(stat0, stat1)
         db = None
-        if kind == "service":
-            rows, notify_sum = read_db(db_path)
+        if kind != "ceiling":
+            rows, notify_sum = read_pg(pg_url) if pg_url else read_db(db_path)
             responses = [r for r in (warm, result) if r is not None]
             db = DbCheck(
                 rows=rows,
@@ -229,6 +254,8 @@ class Bench:
             if not self.args.keep:
                 for leftover in db_path.parent.glob(db_path.name + "*"):
                     leftover.unlink()
+                if pg_url and self.pg is not None:
+                    self.pg.drop_database(pg_url)
         return Run(
             round=rnd,
             server=kind,
@@ -246,21 +273,31 @@ class Bench:
             returncode=server.returncode,
             db=db,
             internals=internals,
+            db_cpu_s=db_cpu,
+        )
+
+    def kinds(self, payload: Payload) -> tuple[str, ...]:
+        """The server kinds run for `payload`, in the order of SERVERS."""
+        return tuple(
+            k
+            for k in SERVERS
+            if k != "postgres" or (self.pg is not None and payload.key in POSTGRES_PAYLOADS)
         )
 
     def run(self) -> list[Run]:
         runs: list[Run] = []
         cells = [(p, c) for p in self.payloads for c in self.args.concurrency]
-        total = self.args.rounds * len(cells) * len(SERVERS)
+        total = self.args.rounds * sum(len(self.kinds(p)) for p, _ in cells)
         for rnd in range(1, self.args.rounds + 1):
-            order = SERVERS if rnd % 2 else tuple(reversed(SERVERS))
             for payload, concurrency in cells:
+                kinds = self.kinds(payload)
+                order = kinds if rnd % 2 else tuple(reversed(kinds))
                 for kind in order:
                     run = self.run_one(rnd, kind, payload, concurrency)
                     runs.append(run)
                     res = run.result
                     print(
-                        f"[{len(runs):2d}/{total}] round {rnd} {kind:7s} {payload.key:8s} "
+                        f"[{len(runs):2d}/{total}] round {rnd} {kind:8s} {payload.key:8s} "
                         f"c{concurrency:<3d} {res.rps:8.0f} req/s  p50 {res.p50_ms:6.1f}  "
                         f"p95 {res.p95_ms:6.1f}  p99 {res.p99_ms:6.1f} ms  "
                         f"non-2xx {res.status_errors}  sock-err {res.socket_errors}  "
@@ -272,49 +309,166 @@ class Bench:
         return runs
 
 
+def _sections(text: str) -> list[str]:
+    names = [x.strip() for x in text.split(",") if x.strip()]
+    unknown = [n for n in names if n not in SECTIONS]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(f"choose from {', '.join(SECTIONS)} (comma-separated)")
+    return [n for n in SECTIONS if n in names]
+
+
+def _ints(text: str) -> list[int]:
+    return [int(x) for x in text.split(",")]
+
+
 def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m bench",
-        description="Webhook throughput of the service against a bare Hypercorn trio app.",
+        description="Webhook ingest against a bare Hypercorn trio app (SQLite and PostgreSQL), "
+        "GET /history on a million events, and the psycopg driver choice.",
     )
-    parser.add_argument("--duration", type=float, default=8.0, help="measured seconds per run")
-    parser.add_argument("--warmup", type=float, default=2.0, help="warm-up seconds per run")
-    parser.add_argument("--rounds", type=int, default=3, help="rounds (medians are taken)")
     parser.add_argument(
+        "--only",
+        type=_sections,
+        default=list(SECTIONS),
+        metavar="SECTIONS",
+        help="comma-separated sections to run: ingest, history, pgdriver (default: all); the "
+        "others keep what bench/RESULTS.md already has",
+    )
+    parser.add_argument(
+        "--postgres",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="start a throwaway PostgreSQL for the PostgreSQL runs (default); --no-postgres "
+        "runs SQLite only and skips pgdriver",
+    )
+    ingest = parser.add_argument_group("ingest")
+    ingest.add_argument("--duration", type=float, default=8.0, help="measured seconds per run")
+    ingest.add_argument("--warmup", type=float, default=2.0, help="warm-up seconds per run")
+    ingest.add_argument("--rounds", type=int, default=3, help="rounds (medians are taken)")
+    ingest.add_argument(
         "--concurrency",
-        type=lambda s: [int(x) for x in s.split(",")],
+        type=_ints,
         default=[16, 64],
         help="comma-separated connection counts (default 16,64)",
     )
-    parser.add_argument("--threads", type=int, default=1, help="wrk threads (default 1)")
+    ingest.add_argument("--threads", type=int, default=1, help="wrk threads (default 1)")
     parser.add_argument("--timeout", type=float, default=10.0, help="wrk request timeout, s")
-    parser.add_argument(
+    ingest.add_argument(
         "--one-alert-unique-every",
         type=int,
         default=100,
         metavar="N",
         help="1-alert load: every Nth request is a new episode, the rest repeats (default 100)",
     )
-    parser.add_argument(
+    ingest.add_argument(
         "--ten-unique-every",
         type=int,
         default=1,
         metavar="N",
         help="10-alert load: every Nth request is a new episode (default 1: all)",
     )
-    parser.add_argument(
+    ingest.add_argument(
         "--profile",
         action=argparse.BooleanOptionalAction,
         default=None,
         help="add an untimed py-spy run of the service (default: when py-spy is installed)",
     )
-    parser.add_argument("--profile-seconds", type=float, default=8.0)
+    ingest.add_argument("--profile-seconds", type=float, default=8.0)
+    hist = parser.add_argument_group("history")
+    hist.add_argument(
+        "--history-events", type=int, default=1_000_000, help="events loaded (default 1,000,000)"
+    )
+    hist.add_argument("--history-concurrency", type=int, default=4, help="wrk connections (4)")
+    hist.add_argument("--history-warmup", type=float, default=1.0, help="warm-up s per query")
+    hist.add_argument("--history-duration", type=float, default=5.0, help="measured s per query")
+    drv = parser.add_argument_group("pgdriver")
+    drv.add_argument("--pgdriver-rounds", type=int, default=3, help="rounds (medians)")
+    drv.add_argument(
+        "--pgdriver-tasks", type=_ints, default=[1, 8], help="concurrent trio tasks (1,8)"
+    )
+    drv.add_argument("--pgdriver-warmup", type=float, default=0.5)
+    drv.add_argument("--pgdriver-seconds", type=float, default=2.5, help="measured s per run")
     parser.add_argument("--output", type=Path, default=ROOT / "bench" / "RESULTS.md")
     parser.add_argument("--keep", action="store_true", help="keep the temp folder (logs, DBs)")
     args = parser.parse_args(argv)
     if args.threads < 1 or any(c < args.threads for c in args.concurrency):
         parser.error("need 1 <= --threads <= every --concurrency")
+    if args.only == ["pgdriver"] and not args.postgres:
+        parser.error("pgdriver needs PostgreSQL (drop --no-postgres)")
     return args
+
+
+def _estimate_s(args: argparse.Namespace, profiling: bool) -> dict[str, float]:
+    out = {}
+    if "ingest" in args.only:
+        runs = args.rounds * len(args.concurrency) * (5 if args.postgres else 4)
+        out["ingest"] = runs * (args.warmup + args.duration + 2.5) + (
+            2 * (args.profile_seconds + 6) if profiling else 0
+        )
+    if "history" in args.only:
+        per_million = 110 if args.postgres else 45
+        rows = 7 * (2 if args.postgres else 1)
+        out["history"] = (
+            per_million * args.history_events / 1e6
+            + rows * (args.history_warmup + args.history_duration + 1)
+            + 40
+        )
+    if "pgdriver" in args.only and args.postgres:
+        runs = args.pgdriver_rounds * 2 * len(args.pgdriver_tasks)
+        out["pgdriver"] = runs * (args.pgdriver_warmup + args.pgdriver_seconds + 2.5)
+    return out
+
+
+def run_ingest(
+    args: argparse.Namespace,
+    *,
+    wrk: str,
+    tmp: Path,
+    pg: PostgresServer | None,
+    py_spy: str | None,
+    command: str,
+) -> tuple[list[str], str]:
+    """The ingest section: its lines and the console summary."""
+    started = time.monotonic()
+    facts = report.machine_facts(wrk, tmp)
+    if pg is not None:
+        facts["postgres"] = f"PostgreSQL {pg.version} ({pg.settings_text()})"
+    bench = Bench(args, wrk, tmp, pg)
+    runs = bench.run()
+    profiles: list[tuple[str, profile.Profile]] = []
+    if py_spy is not None:
+        conc = max(args.concurrency)
+        for payload in bench.payloads:
+            print(f"bench: py-spy on the service ({payload.key}, c{conc})", flush=True)
+            prof = profile.profile_service(
+                py_spy,
+                wrk,
+                payload,
+                bench.templates[payload.key],
+                concurrency=conc,
+                threads=args.threads,
+                seconds=args.profile_seconds,
+                tmp=tmp,
+            )
+            profiles.append((f"{payload.key}, c{conc}", prof))
+    lines = report.render(
+        runs,
+        payloads=bench.payloads,
+        args=args,
+        command=command,
+        facts=facts,
+        wrk_example=bench.wrk_argv(
+            "http://127.0.0.1:PORT/webhook",
+            bench.payloads[0],
+            args.concurrency[0],
+            args.duration,
+            2,
+        ),
+        profiles=profiles if py_spy is not None else None,
+        elapsed_s=time.monotonic() - started,
+    )
+    return lines, report.console_summary(runs, args)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -328,64 +482,57 @@ def main(argv: list[str] | None = None) -> int:
         ]
     )
     wrk = load.ensure_wrk()
-    check_ceiling_config()
-    py_spy = profile.find_py_spy() if args.profile is not False else None
-    if args.profile and py_spy is None:
-        raise SystemExit("bench: --profile needs py-spy (`.venv/bin/pip install py-spy`)")
+    py_spy = None
+    if "ingest" in args.only:
+        check_ceiling_config()
+        py_spy = profile.find_py_spy() if args.profile is not False else None
+        if args.profile and py_spy is None:
+            raise SystemExit("bench: --profile needs py-spy (`.venv/bin/pip install py-spy`)")
+    if "pgdriver" in args.only and not args.postgres:
+        print("bench: --no-postgres: skipping pgdriver", flush=True)
+    pg = PostgresServer.find() if args.postgres else None
     tmp = Path(tempfile.mkdtemp(prefix="alert-history-bench-"))
-    facts = report.machine_facts(wrk, tmp)
-    per_run = args.warmup + args.duration + 2.5
-    cells = 2 * len(args.concurrency)
-    estimate = args.rounds * cells * 2 * per_run + (2 * args.profile_seconds + 12 if py_spy else 0)
+    estimate = _estimate_s(args, py_spy is not None)
     print(
-        f"bench: {args.rounds} rounds x {cells} cells x ceiling+service, "
-        f"{args.warmup:g}+{args.duration:g} s each, about {estimate / 60:.1f} min; "
-        f"temp folder {tmp}",
+        f"bench: sections {', '.join(args.only)}, about {sum(estimate.values()) / 60:.1f} min ("
+        + ", ".join(f"{k} {v / 60:.1f}" for k, v in estimate.items())
+        + f"); temp folder {tmp}",
         flush=True,
     )
     started = time.monotonic()
+    sections: dict[str, list[str]] = {}
+    summaries: list[str] = []
     try:
-        bench = Bench(args, wrk, tmp)
-        runs = bench.run()
-        profiles: list[tuple[str, profile.Profile]] = []
-        if py_spy is not None:
-            conc = max(args.concurrency)
-            for payload in bench.payloads:
-                print(f"bench: py-spy on the service ({payload.key}, c{conc})", flush=True)
-                prof = profile.profile_service(
-                    py_spy,
-                    wrk,
-                    payload,
-                    bench.templates[payload.key],
-                    concurrency=conc,
-                    threads=args.threads,
-                    seconds=args.profile_seconds,
-                    tmp=tmp,
-                )
-                profiles.append((f"{payload.key}, c{conc}", prof))
+        if pg is not None:
+            pg.start()
+            print(f"bench: PostgreSQL {pg.version} on port {pg.port} ({pg.base})", flush=True)
+        if "ingest" in args.only:
+            print("bench: == ingest ==", flush=True)
+            lines, summary = run_ingest(
+                args, wrk=wrk, tmp=tmp, pg=pg, py_spy=py_spy, command=command
+            )
+            sections["ingest"] = lines
+            summaries.append(summary)
+        if "history" in args.only:
+            print("bench: == history ==", flush=True)
+            hist = history.run(args, wrk=wrk, tmp=tmp, pg=pg, command=command)
+            sections["history"] = history.render(hist)
+            summaries.append(history.console_summary(hist))
+        if "pgdriver" in args.only and pg is not None:
+            print("bench: == pgdriver ==", flush=True)
+            drv = pgdriver.run(args, pg=pg, command=command)
+            sections["pgdriver"] = pgdriver.render(drv)
+            summaries.append(pgdriver.console_summary(drv))
         elapsed = time.monotonic() - started
-        text = report.render(
-            runs,
-            payloads=bench.payloads,
-            args=args,
-            command=command,
-            facts=facts,
-            wrk_example=bench.wrk_argv(
-                "http://127.0.0.1:PORT/webhook",
-                bench.payloads[0],
-                args.concurrency[0],
-                args.duration,
-                2,
-            ),
-            profiles=profiles if py_spy is not None else None,
-            elapsed_s=elapsed,
-        )
-        args.output.write_text(text, encoding="utf-8")
-        print(report.console_summary(runs, args), flush=True)
+        previous = args.output.read_text(encoding="utf-8") if args.output.exists() else ""
+        args.output.write_text(report.assemble(sections, previous), encoding="utf-8")
+        print("\n".join(summaries), flush=True)
         print(f"bench: wrote {args.output} in {elapsed / 60:.1f} min", flush=True)
     finally:
+        if pg is not None:
+            pg.stop(remove=not args.keep)
         if args.keep:
-            print(f"bench: kept {tmp}")
+            print(f"bench: kept {tmp}" + (f" and {pg.base}" if pg is not None else ""))
         else:
             shutil.rmtree(tmp, ignore_errors=True)
     return 0
