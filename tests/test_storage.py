@@ -412,3 +412,13 @@ async def test_format_extras_round_trip_and_the_latest_wins(storage: Storage) ->
     (row,) = (await storage.history(HistoryQuery())).events
     expected = extra if storage.backend == "sqlite" else {**extra, "message": "a\ufffdb ünï"}
     assert row.extra == expected
+
+
+async def test_the_total_stops_counting_at_the_count_limit(storage: Storage) -> None:
+    await storage.write_events([event(f"f{i}", received_at=T0 + i) for i in range(7)])
+    capped = await storage.history(HistoryQuery(limit=2, count_limit=5))
+    assert (capped.total, capped.total_capped, len(capped.events)) == (5, True, 2)
+    exact = await storage.history(HistoryQuery(limit=2, count_limit=7))
+    assert (exact.total, exact.total_capped) == (7, False)
+    ranged = await storage.history(HistoryQuery(starts_from=T0, starts_to=T0, limit=3))
+    assert [e.fingerprint for e in ranged.events] == ["f6", "f5", "f4"]  # newest first

@@ -158,9 +158,12 @@ class HistoryQuery(msgspec.Struct, frozen=True, kw_only=True):
     before_id: int | None = None
     offset: int = 0
     limit: int = 100
+    # counting every match of a broad query over millions of rows costs more than the page
+    count_limit: int = 10_000
 
 
 class HistoryPage(msgspec.Struct, frozen=True):
     events: list[StoredEvent]
-    total: int
+    total: int  # exact up to the query's count_limit
     next_before_id: int | None
+    total_capped: bool = False  # more than `total` rows match

@@ -134,6 +134,8 @@ def render_page(page: HistoryPage, query: HistoryQuery) -> dict[str, object]:
     return {
         "alerts": [render_event(event) for event in page.events],
         "total": page.total,
+        # past 10,000 matches the count stops: `total` is then a lower bound
+        "total_capped": page.total_capped,
         "limit": query.limit,
         "offset": query.offset,
         "next_cursor": None if page.next_before_id is None else encode_cursor(page.next_before_id),

@@ -39,6 +39,7 @@ from alert_history.storage.sql import (
     PURGE_CURRENT,
     PURGE_EVENTS,
     classification_params,
+    count_matching,
     current_params,
     current_winners,
     event_params,
@@ -72,11 +73,29 @@ _EVENT_COLUMNS = EVENT_COLUMNS.format(
 )
 
 
-@functools.lru_cache(maxsize=64)
-def _insert_events(rows: int) -> str:
-    return f"""
+# One fixed statement over arrays (unnest), not VALUES with a placeholder per cell: psycopg
+# prepares and caches a statement only below 4,096 characters and 50 parameters, and parsing a
+# multi-row VALUES statement cost half the writer's CPU (bench/RESULTS.md).
+_EVENT_TYPES = (
+    "text", "text", "bigint", "bigint", "text", "text", "text", "jsonb", "jsonb", "text", "text",
+    "text", "text", "boolean", "bigint", "bigint", "integer", "jsonb", "jsonb", "text", "text",
+)  # fmt: skip
+_CURRENT_TYPES = ("text", "text", "bigint", "bigint", "text", "text", "text", "bigint")
+assert len(_EVENT_TYPES) == EVENT_WRITE_PARAMS + 2, "one type per written column"
+
+
+def _unnest(types: tuple[str, ...]) -> str:
+    return "SELECT * FROM unnest(" + ", ".join(f"%s::{t}[]" for t in types) + ")"
+
+
+def _columns(params: list[object], width: int) -> list[list[object]]:
+    """Row-major parameters as one list per column, for unnest."""
+    return [params[column::width] for column in range(width)]
+
+
+_INSERT_EVENTS = f"""
 INSERT INTO alert_events AS e ({EVENT_WRITE_FIELDS}, labels_exact, annotations_exact)
-VALUES {values(rows, EVENT_WRITE_PARAMS + 2, "%s")}
+{_unnest(_EVENT_TYPES)}
 ON CONFLICT (fingerprint, starts_at, status, ends_at) DO UPDATE SET
     notify_count = e.notify_count + excluded.notify_count,
     last_seen = greatest(e.last_seen, excluded.last_seen),
@@ -115,10 +134,8 @@ WHERE excluded.created_at > c.created_at
 
 # Out-of-order deliveries never move the current state back: a later episode wins, and within
 # one episode `resolved` wins over `firing`.
-@functools.lru_cache(maxsize=64)
-def _upsert_current(rows: int) -> str:
-    return f"""
-INSERT INTO alert_current AS c ({CURRENT_FIELDS}) VALUES {values(rows, 8, "%s")}
+_UPSERT_CURRENT = f"""
+INSERT INTO alert_current AS c ({CURRENT_FIELDS}) {_unnest(_CURRENT_TYPES)}
 ON CONFLICT (fingerprint) DO UPDATE SET
     status = excluded.status, starts_at = excluded.starts_at, ends_at = excluded.ends_at,
     alertname = excluded.alertname, namespace = excluded.namespace,
@@ -126,6 +143,11 @@ ON CONFLICT (fingerprint) DO UPDATE SET
 WHERE excluded.starts_at > c.starts_at
    OR (excluded.starts_at = c.starts_at AND (excluded.status = 'resolved' OR c.status = 'firing'))
 """
+
+
+def _upsert_current(conn: Conn, events: Sequence[AlertEvent]) -> None:
+    if events:
+        conn.execute(_UPSERT_CURRENT, _columns(current_params(events), len(_CURRENT_TYPES)))
 
 
 class PostgresStorage:
@@ -198,14 +220,11 @@ class PostgresStorage:
         def write(conn: Conn) -> int:
             inserted = 0
             with conn.transaction():
-                for start in range(0, len(rows), _CHUNK):
-                    chunk = rows[start : start + _CHUNK]
-                    params = event_params(chunk, exact_columns=True)
-                    cursor = conn.execute(_insert_events(len(chunk)), params)
-                    inserted += sum(1 for (new,) in cursor.fetchall() if new)
-                for start in range(0, len(current), _CHUNK):
-                    chunk = current[start : start + _CHUNK]
-                    conn.execute(_upsert_current(len(chunk)), current_params(chunk))
+                if rows:
+                    params = _columns(event_params(rows, exact_columns=True), len(_EVENT_TYPES))
+                    cursor = conn.execute(_INSERT_EVENTS, params)
+                    inserted = sum(1 for (new,) in cursor.fetchall() if new)
+                _upsert_current(conn, current)
             return inserted
 
         inserted = await self._run(write, retry=True)
@@ -222,10 +241,7 @@ class PostgresStorage:
                     params = event_params(chunk, exact_columns=True)
                     keys = conn.execute(_import_events(len(chunk)), params).fetchall()
                     inserted += inserted_events(chunk, keys)
-                current = current_winners(inserted)
-                for start in range(0, len(current), _CHUNK):
-                    part = current[start : start + _CHUNK]
-                    conn.execute(_upsert_current(len(part)), current_params(part))
+                _upsert_current(conn, current_winners(inserted))
             return len(inserted)
 
         return await self._run(write, retry=True)
@@ -265,20 +281,24 @@ class PostgresStorage:
     async def history(self, query: HistoryQuery) -> HistoryPage:
         def read(conn: Conn) -> HistoryPage:
             filters, args = history_filters(query, "%s", "postgres")
-            (total,) = _one(
-                conn.execute(f"SELECT count(*) FROM alert_events WHERE {filters}", args)
-            )
+            counted = [*args, query.count_limit + 1]
+            (total,) = _one(conn.execute(count_matching(filters, "%s"), counted))
             if query.before_id is not None:
                 filters += " AND id < %s"
                 args.append(query.before_id)
+            select = f"SELECT {_EVENT_COLUMNS} FROM alert_events WHERE {filters}"
+            if query.starts_from is not None or query.starts_to is not None:
+                # A startsAt range is selective: read it through its index and sort, instead of
+                # letting the planner walk the id index back through every newer row.
+                select = f"WITH matching AS MATERIALIZED ({select}) SELECT * FROM matching"
             rows = conn.execute(
-                f"SELECT {_EVENT_COLUMNS} FROM alert_events WHERE {filters} "
-                "ORDER BY id DESC LIMIT %s OFFSET %s",
+                f"{select} ORDER BY id DESC LIMIT %s OFFSET %s",
                 [*args, query.limit + 1, query.offset],
             ).fetchall()
             events = [row_to_event(row) for row in rows[: query.limit]]
             next_id = events[-1].id if len(rows) > query.limit else None
-            return HistoryPage(events, total, next_id)
+            capped = total > query.count_limit
+            return HistoryPage(events, min(total, query.count_limit), next_id, capped)
 
         return await self._run(read, abandon=True)
 

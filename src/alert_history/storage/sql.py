@@ -287,6 +287,14 @@ DELETE FROM alert_events WHERE id IN (
 PURGE_CURRENT = "DELETE FROM alert_current WHERE status = 'resolved' AND updated_at < {p}"
 
 
+def count_matching(filters: str, placeholder: str) -> str:
+    """Count the rows matching `filters`, stopping at a limit passed as the last parameter."""
+    return (
+        "SELECT count(*) FROM (SELECT 1 FROM alert_events "
+        f"WHERE {filters} LIMIT {placeholder}) AS matching"
+    )
+
+
 def row_to_event(row: tuple[Any, ...]) -> StoredEvent:
     (ident, fp, status, starts, ends, name, ns, sev, labels, annotations, url, receiver,
      source, first, last, count, decision, extra) = row  # fmt: skip

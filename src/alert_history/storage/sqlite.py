@@ -40,6 +40,7 @@ from alert_history.storage.sql import (
     PURGE_CURRENT,
     PURGE_EVENTS,
     classification_params,
+    count_matching,
     current_params,
     current_winners,
     event_params,
@@ -404,7 +405,7 @@ def _translated(fn: Callable[[sqlite3.Connection], T], conn: sqlite3.Connection)
 
 def _history_sync(conn: sqlite3.Connection, q: HistoryQuery) -> HistoryPage:
     filters, args = history_filters(q, "?", "sqlite")
-    total = conn.execute(f"SELECT count(*) FROM alert_events WHERE {filters}", args).fetchone()[0]
+    (total,) = conn.execute(count_matching(filters, "?"), [*args, q.count_limit + 1]).fetchone()
     if q.before_id is not None:
         filters += " AND id < ?"
         args.append(q.before_id)
@@ -415,4 +416,4 @@ def _history_sync(conn: sqlite3.Connection, q: HistoryQuery) -> HistoryPage:
     ).fetchall()
     events = [row_to_event(row) for row in rows[: q.limit]]
     next_id = events[-1].id if len(rows) > q.limit else None
-    return HistoryPage(events, total, next_id)
+    return HistoryPage(events, min(total, q.count_limit), next_id, total > q.count_limit)
