@@ -41,7 +41,8 @@ def decode_cursor(cursor: str) -> int:
         raise QueryError("cursor", "not a cursor returned by this API") from None
 
 
-def _int(args: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
+def int_param(args: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
+    """An integer query parameter within [low, high]; QueryError naming it otherwise."""
     raw = args.get(name)
     if raw is None or raw == "":
         return default
@@ -54,7 +55,8 @@ def _int(args: Mapping[str, str], name: str, default: int, low: int, high: int) 
     return value
 
 
-def _time(args: Mapping[str, str], name: str) -> int | None:
+def time_param(args: Mapping[str, str], name: str) -> int | None:
+    """A time query parameter (see `parse_query_time`) in ns, or None when absent."""
     raw = args.get(name)
     if raw is None or raw == "":
         return None
@@ -89,15 +91,15 @@ def parse_history_query(args: MultiDict[str, str]) -> HistoryQuery:
         fingerprint=args.get("fingerprint") or None,
         namespace=args.get("namespace") or None,
         severity=args.get("severity") or None,
-        received_since=_time(args, "since"),
-        received_until=_time(args, "until"),
-        starts_from=_time(args, "start_time"),
-        starts_to=_time(args, "end_time"),
+        received_since=time_param(args, "since"),
+        received_until=time_param(args, "until"),
+        starts_from=time_param(args, "start_time"),
+        starts_to=time_param(args, "end_time"),
         label_matchers=_matchers(args.getlist("filter")),
         filter_action=None if action is None else _ACTIONS[action],
         before_id=decode_cursor(cursor) if cursor else None,
-        offset=_int(args, "offset", 0, 0, MAX_OFFSET),
-        limit=_int(args, "limit", 100, 1, MAX_LIMIT),
+        offset=int_param(args, "offset", 0, 0, MAX_OFFSET),
+        limit=int_param(args, "limit", 100, 1, MAX_LIMIT),
     )
 
 

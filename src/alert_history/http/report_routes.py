@@ -12,9 +12,9 @@ from quart import Response, request
 from quart_trio import QuartTrio
 from werkzeug.datastructures import MultiDict
 
-from alert_history.domain import format_ns, parse_query_time
+from alert_history.domain import format_ns
 from alert_history.http.deps import HttpDeps
-from alert_history.http.history import QueryError
+from alert_history.http.history import QueryError, int_param, time_param
 from alert_history.http.responses import field_error, json_response
 from alert_history.storage.report import Report, ReportQuery, Summary, build_report
 
@@ -41,11 +41,11 @@ def parse_report_query(args: MultiDict[str, str], *, now: int) -> ReportQuery:
         now=now,
         alertname=args.get("alertname") or None,
         namespace=args.get("namespace") or None,
-        since=_time(args, "since"),
-        until=_time(args, "until"),
-        min_flap=_int(args, "min_flap", 2, 1, 100),
-        top=_int(args, "top", 10, 1, 100),
-        days=_int(args, "days", 7, 1, MAX_DAYS) if v2 else None,
+        since=time_param(args, "since"),
+        until=time_param(args, "until"),
+        min_flap=int_param(args, "min_flap", 2, 1, 100),
+        top=int_param(args, "top", 10, 1, 100),
+        days=int_param(args, "days", 7, 1, MAX_DAYS) if v2 else None,
         group_by=args.get("group_by") or "alertname",
     )
 
@@ -72,26 +72,3 @@ def _render_summary(summary: Summary) -> dict[str, object]:
 
 def _present(args: MultiDict[str, str], name: str) -> bool:
     return bool(args.get(name))
-
-
-def _int(args: MultiDict[str, str], name: str, default: int, low: int, high: int) -> int:
-    raw = args.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise QueryError(name, f"expected an integer, got {raw[:32]!r}") from None
-    if not low <= value <= high:
-        raise QueryError(name, f"must be between {low} and {high}")
-    return value
-
-
-def _time(args: MultiDict[str, str], name: str) -> int | None:
-    raw = args.get(name)
-    if raw is None or raw == "":
-        return None
-    try:
-        return parse_query_time(raw)
-    except ValueError as exc:
-        raise QueryError(name, str(exc)) from None
