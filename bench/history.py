@@ -274,7 +274,8 @@ def prepare(server: Server, query: Query, backend: str, unfiltered: int | None) 
     alerts = doc.get("alerts") or []
     row.returned = len(alerts)
     wrong = [a for a in alerts if query.check is not None and not query.check(a)]
-    if query.key == "filter" and (row.total == unfiltered or wrong):
+    ignored = row.total == unfiltered and not doc.get("total_capped")
+    if query.key == "filter" and (ignored or wrong):
         row.available = False
         row.note = f"{NOT_AVAILABLE}: the service answered 200 but ignored `filter`"
         return row
