@@ -16,6 +16,7 @@ import trio
 from alert_history.actors import Hooks
 from alert_history.app import Service, run_service
 from alert_history.config import Settings, load_settings
+from alert_history.storage import Storage, open_storage
 from tests.pg import PostgresServer, find_pg_bin
 from tests.support import service_env
 
@@ -75,3 +76,22 @@ def postgres() -> Iterator[PostgresServer]:
 @pytest.fixture
 def pg_url(postgres: PostgresServer) -> str:
     return postgres.create_database()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def storage_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh database on each backend: SQLite in a temp dir, a new PostgreSQL database."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path}/storage.db"
+    server: PostgresServer = request.getfixturevalue("postgres")
+    return server.create_database()
+
+
+@pytest.fixture
+async def storage(storage_url: str) -> AsyncIterator[Storage]:
+    """The storage contract's subject: open (migrated) on `storage_url`, closed afterwards."""
+    backend = await open_storage(storage_url)
+    try:
+        yield backend
+    finally:
+        await backend.aclose()

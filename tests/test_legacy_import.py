@@ -12,7 +12,7 @@ import pty
 import sqlite3
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -460,23 +460,6 @@ def legacy(case: Case, tmp_path: Path, request: pytest.FixtureRequest) -> str:
     return case.make(tmp_path, pg)
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def target_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path}/target.db"
-    server: PostgresServer = request.getfixturevalue("postgres")
-    return server.create_database()
-
-
-@pytest.fixture
-async def target(target_url: str) -> AsyncIterator[Storage]:
-    storage = await open_storage(target_url)
-    try:
-        yield storage
-    finally:
-        await storage.aclose()
-
-
 async def everything(storage: Storage) -> list[StoredEvent]:
     return (await storage.history(HistoryQuery(limit=1000))).events
 
@@ -486,20 +469,20 @@ def lines(results: list[TableCounts]) -> list[str]:
 
 
 async def test_every_field_of_a_legacy_database_is_imported_once(
-    case: Case, legacy: str, target: Storage
+    case: Case, legacy: str, storage: Storage
 ) -> None:
     source = detect(legacy)
-    first = await import_legacy(source, target, batch=2)
+    first = await import_legacy(source, storage, batch=2)
     assert lines(first) == case.lines
-    stored = await everything(target)
+    stored = await everything(storage)
     assert sorted(map(actual, stored), key=repr) == sorted(case.events(), key=repr)
     assert all(e.notify_count == 1 and e.receiver == "" for e in stored)
     for item in case.classifications:
-        assert await target.get_classification(item.fingerprint) == item
+        assert await storage.get_classification(item.fingerprint) == item
 
-    second = await import_legacy(source, target)
+    second = await import_legacy(source, storage)
     assert lines(second) == case.again
-    assert await everything(target) == stored  # notify counts and times untouched
+    assert await everything(storage) == stored  # notify counts and times untouched
 
 
 @pytest.mark.parametrize("case", CASES[1:], ids=[c.name for c in CASES[1:]], indirect=True)
@@ -516,10 +499,10 @@ async def test_a_legacy_database_can_also_be_the_target(case: Case, legacy: str)
 
 
 async def test_an_import_moves_the_current_state_to_the_latest_legacy_state(
-    tmp_path: Path, target: Storage
+    tmp_path: Path, storage: Storage
 ) -> None:
-    await import_legacy(detect(make_v1(tmp_path / "v1.db")), target)
-    current = await target.current_state("c0ffee0000000001")
+    await import_legacy(detect(make_v1(tmp_path / "v1.db")), storage)
+    current = await storage.current_state("c0ffee0000000001")
     assert current is not None
     assert (current.status, current.ends_at, current.updated_at) == (
         "resolved",

@@ -12,7 +12,7 @@ import calendar
 import statistics
 import uuid
 from collections import Counter, defaultdict
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -60,15 +60,6 @@ def storage_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
         except psycopg.Error as exc:  # a PostgreSQL built without ICU
             pytest.skip(f"no ICU collation: {exc}")
     return server.url(name)
-
-
-@pytest.fixture
-async def storage(storage_url: str) -> AsyncIterator[Storage]:
-    backend = await open_storage(storage_url)
-    try:
-        yield backend
-    finally:
-        await backend.aclose()
 
 
 # --- recorded sequences ---------------------------------------------------------------------

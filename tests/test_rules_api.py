@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import AsyncIterator, Callable, Sequence
-from pathlib import Path
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar, cast
 
 import httpx
@@ -32,10 +31,9 @@ from alert_history.domain.filter_rules import (
 from alert_history.errors import StorageUnavailable
 from alert_history.messages import EventBatch, Reply
 from alert_history.models import AlertEvent, FilterDecision, HistoryQuery, WriteOutcome
-from alert_history.storage import Db, Storage, open_storage
+from alert_history.storage import Db, Storage
 from alert_history.storage.rules import RuleBook, delete_rule, list_rules, upsert_rule
 from tests.conftest import SettingsFactory, running
-from tests.pg import PostgresServer
 from tests.support import alert, encode, webhook
 from tests.test_filter_rules import any_conditions, inputs, rules_strategy
 
@@ -276,23 +274,6 @@ async def test_every_stored_event_records_the_global_rules_decision(
 
 
 # --- storage, on both backends ------------------------------------------------------------------
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def storage_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path}/rules.db"
-    server: PostgresServer = request.getfixturevalue("postgres")
-    return server.create_database()
-
-
-@pytest.fixture
-async def storage(storage_url: str) -> AsyncIterator[Storage]:
-    backend = await open_storage(storage_url)
-    try:
-        yield backend
-    finally:
-        await backend.aclose()
 
 
 async def test_the_migration_seeds_exactly_the_default_rules(storage: Storage) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import msgspec
@@ -13,7 +12,6 @@ import trio
 from alert_history.errors import SchemaTooNew, StorageError
 from alert_history.models import AlertEvent, Classification, HistoryQuery
 from alert_history.storage import Db, SQLiteStorage, Storage, open_storage
-from tests.pg import PostgresServer
 
 T0 = 1_700_000_000_000_000_000
 MINUTE = 60_000_000_000
@@ -37,23 +35,6 @@ def event(
         generator_url="", receiver="r", group_key="g", source="alertmanager",
         received_at=received_at, notify_count=count,
     )  # fmt: skip
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def storage_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path}/contract.db"
-    server: PostgresServer = request.getfixturevalue("postgres")
-    return server.create_database()
-
-
-@pytest.fixture
-async def storage(storage_url: str) -> AsyncIterator[Storage]:
-    backend = await open_storage(storage_url)
-    try:
-        yield backend
-    finally:
-        await backend.aclose()
 
 
 async def test_a_new_state_is_inserted_and_a_repeat_is_counted(storage: Storage) -> None:

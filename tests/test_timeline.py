@@ -2,20 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
-
 import httpx
-import pytest
 
 from alert_history.actors import metrics as metrics_actor
 from alert_history.domain.episodes import NS, StateChange, build_timeline
 from alert_history.domain.flapping import FlappingPolicy
 from alert_history.models import AlertEvent
-from alert_history.storage import Db, Storage, open_storage
+from alert_history.storage import Db, Storage
 from alert_history.storage.timeline import count_stale_firing, state_changes
 from alert_history.telemetry import Metrics
-from tests.pg import PostgresServer
 from tests.support import alert, encode, webhook
 
 T0 = 1_800_000_000 * NS
@@ -63,20 +58,6 @@ def test_flapping_starts_above_two_changes_in_the_window_and_stops_with_hysteres
     assert (at_40.flapping, at_40.changes_in_window) == (False, 1)
     two_changes = build_timeline(flaps[:3], T0 + 10 * MIN, stale_after=HOUR, policy=policy)
     assert not two_changes.flapping.flapping  # Alerta: more than 2
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-async def storage(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Storage]:
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path}/t.db"
-    else:
-        server: PostgresServer = request.getfixturevalue("postgres")
-        url = server.create_database()
-    backend = await open_storage(url)
-    try:
-        yield backend
-    finally:
-        await backend.aclose()
 
 
 def event(fp: str, status: str, starts: int, received: int, ends: int = 0) -> AlertEvent:
