@@ -89,6 +89,10 @@ def build_service(
     wall_clock: Callable[[], float] = time.time,
 ) -> Service:
     """Wire channels, actors, the HTTP app and the supervisor tree (nothing runs yet)."""
+
+    def wall_clock_ns() -> int:
+        return int(wall_clock() * 1e9)
+
     m = Metrics()
     cfg = settings.ingest
     ingest_send, ingest_recv = trio.open_memory_channel[IngestRequest](cfg.queue_size)
@@ -127,7 +131,7 @@ def build_service(
         await ingest.run(
             ingest_recv.clone(),
             dedup_send.clone(),
-            wall_clock_ns=lambda: int(wall_clock() * 1e9),
+            wall_clock_ns=wall_clock_ns,
             metrics=m,
             task_status=task_status,
         )
@@ -136,7 +140,7 @@ def build_service(
         await metrics.run(
             storage=storage,
             metrics=m,
-            wall_clock_ns=lambda: int(wall_clock() * 1e9),
+            wall_clock_ns=wall_clock_ns,
             stale_after=settings.stale_firing_after,
             task_status=task_status,
         )
@@ -146,7 +150,7 @@ def build_service(
             storage=storage,
             metrics=m,
             retention_days=settings.retention_days,
-            wall_clock_ns=lambda: int(wall_clock() * 1e9),
+            wall_clock_ns=wall_clock_ns,
             task_status=task_status,
         )
 
