@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
-import subprocess
 import tempfile
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -27,13 +25,11 @@ import httpx
 import trio
 import yaml
 
-from tests.subprocesses import ProcessLog, stop_process
+from tests.subprocesses import running_program
 
 #: Debian names the binary `prometheus-alertmanager`, upstream release tarballs `alertmanager`.
 BINARY_NAMES = ("prometheus-alertmanager", "alertmanager")
 LISTENING = "Listening on"
-_PORT_TAKEN = "address already in use"
-_START_ATTEMPTS = 3
 
 
 def find_alertmanager() -> str | None:
@@ -46,14 +42,6 @@ def find_alertmanager() -> str | None:
         if found:
             return found
     return None
-
-
-def free_port() -> int:
-    """A loopback port free right now (a start that loses the race is retried)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def alertmanager_config(
@@ -138,57 +126,29 @@ async def running_alertmanager(
         config.write_text(yaml.safe_dump(alertmanager_config(webhook_url, **timers)))
         storage = base / "data"
         storage.mkdir(exist_ok=True)
-        for attempt in range(1, _START_ATTEMPTS + 1):
-            port = free_port()
-            log = ProcessLog(LISTENING)
-            process = await trio.lowlevel.open_process(
-                [
-                    exe,
-                    f"--config.file={config}",
-                    f"--storage.path={storage}",
-                    "--cluster.listen-address=",
-                    f"--web.listen-address=127.0.0.1:{port}",
-                ],
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.PIPE,
-            )
-            # Raised after the nursery, so callers get their own exception, not a group.
-            error: BaseException | None = None
+
+        def argv(port: int) -> list[str]:
+            return [
+                exe,
+                f"--config.file={config}",
+                f"--storage.path={storage}",
+                "--cluster.listen-address=",
+                f"--web.listen-address=127.0.0.1:{port}",
+            ]
+
+        # The configuration is loaded before the web server binds: "Listening on" means ready.
+        async with running_program(
+            "Alertmanager", argv, LISTENING, start_timeout=start_timeout, error=AlertmanagerError
+        ) as (process, port, log):
+            client = Alertmanager(f"http://127.0.0.1:{port}", process, log.lines)
             try:
-                async with trio.open_nursery() as nursery:
-                    # Drains stderr for the whole block (a full pipe would stall Alertmanager).
-                    nursery.start_soon(log.read, process)
-                    # The configuration is loaded before the web server binds, so "Listening on"
-                    # in the log means ready: no polling.
-                    with trio.move_on_after(start_timeout):
-                        await log.settled.wait()
-                    if log.ready:
-                        am = Alertmanager(f"http://127.0.0.1:{port}", process, log.lines)
-                        try:
-                            # One confirmation, not a poll: it is listening already.
-                            ready = await am.http.get("/-/ready")
-                            if ready.status_code != 200:
-                                raise AlertmanagerError(
-                                    f"/-/ready answered {ready.status_code}:\n{am.log_text()}"
-                                )
-                            yield am
-                        except BaseException as exc:
-                            error = exc
-                        finally:
-                            with trio.CancelScope(shield=True):
-                                await am.http.aclose()
-                    nursery.cancel_scope.cancel()
+                # One confirmation, not a poll: it logged that it is ready.
+                ready = await client.http.get("/-/ready")
+                if ready.status_code != 200:
+                    raise AlertmanagerError(
+                        f"/-/ready answered {ready.status_code}:\n{client.log_text()}"
+                    )
+                yield client
             finally:
-                await stop_process(process)
-            if error is not None:
-                raise error
-            if log.ready:
-                return
-            if attempt < _START_ATTEMPTS and any(_PORT_TAKEN in line for line in log.lines):
-                continue
-            raise AlertmanagerError(
-                f"Alertmanager {'exited' if log.closed else 'timed out'} before listening on "
-                f"127.0.0.1:{port}:\n" + "\n".join(log.lines)
-            )
-        raise AlertmanagerError(f"no free port after {_START_ATTEMPTS} attempts")
+                with trio.CancelScope(shield=True):
+                    await client.http.aclose()

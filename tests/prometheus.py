@@ -33,12 +33,9 @@ import httpx
 import trio
 import yaml
 
-from tests.alertmanager import free_port
-from tests.subprocesses import ProcessLog, stop_process
+from tests.subprocesses import running_program
 
 READY = "Server is ready to receive web requests."
-_PORT_TAKEN = "address already in use"
-_START_ATTEMPTS = 3
 
 
 def find_prometheus() -> str | None:
@@ -184,59 +181,32 @@ async def running_prometheus(
         )
         storage = base / "data"
         storage.mkdir(exist_ok=True)
-        for attempt in range(1, _START_ATTEMPTS + 1):
-            port = free_port()
-            log = ProcessLog(READY)
-            process = await trio.lowlevel.open_process(
-                [
-                    exe,
-                    f"--config.file={config}",
-                    f"--storage.tsdb.path={storage}",
-                    f"--web.listen-address=127.0.0.1:{port}",
-                    f"--rules.alert.resend-delay={resend_delay}",
-                ],
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.PIPE,
-            )
-            # Raised after the nursery, so callers get their own exception, not a group.
-            error: BaseException | None = None
+
+        def argv(port: int) -> list[str]:
+            return [
+                exe,
+                f"--config.file={config}",
+                f"--storage.tsdb.path={storage}",
+                f"--web.listen-address=127.0.0.1:{port}",
+                f"--rules.alert.resend-delay={resend_delay}",
+            ]
+
+        # Logged once the TSDB is open and the configuration (rules included) is loaded.
+        async with running_program(
+            "Prometheus", argv, READY, start_timeout=start_timeout, error=PrometheusError
+        ) as (process, port, log):
+            client = Prometheus(f"http://127.0.0.1:{port}", process, log.lines)
             try:
-                async with trio.open_nursery() as nursery:
-                    # Drains stderr for the whole block (a full pipe would stall Prometheus).
-                    nursery.start_soon(log.read, process)
-                    # Logged once the TSDB is open and the configuration (rules included) is
-                    # loaded, after the web listener is up: no polling.
-                    with trio.move_on_after(start_timeout):
-                        await log.settled.wait()
-                    if log.ready:
-                        prom = Prometheus(f"http://127.0.0.1:{port}", process, log.lines)
-                        try:
-                            ready = await prom.http.get("/-/ready")
-                            if ready.status_code != 200:
-                                raise PrometheusError(
-                                    f"/-/ready answered {ready.status_code}:\n{prom.log_text()}"
-                                )
-                            yield prom
-                        except BaseException as exc:
-                            error = exc
-                        finally:
-                            with trio.CancelScope(shield=True):
-                                await prom.http.aclose()
-                    nursery.cancel_scope.cancel()
+                # One confirmation, not a poll: it logged that it is ready.
+                ready = await client.http.get("/-/ready")
+                if ready.status_code != 200:
+                    raise PrometheusError(
+                        f"/-/ready answered {ready.status_code}:\n{client.log_text()}"
+                    )
+                yield client
             finally:
-                await stop_process(process)
-            if error is not None:
-                raise error
-            if log.ready:
-                return
-            if attempt < _START_ATTEMPTS and any(_PORT_TAKEN in line for line in log.lines):
-                continue
-            raise PrometheusError(
-                f"Prometheus {'exited' if log.closed else 'timed out'} before it was ready on "
-                f"127.0.0.1:{port}:\n" + "\n".join(log.lines)
-            )
-        raise PrometheusError(f"no free port after {_START_ATTEMPTS} attempts")
+                with trio.CancelScope(shield=True):
+                    await client.http.aclose()
 
 
 class ScrapeTarget:
