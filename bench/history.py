@@ -330,10 +330,14 @@ def _statements(
     if q.before_id is not None:
         page_filters += f" AND id < {placeholder}"
         page_values.append(q.before_id)
-    page_sql = (
-        f"SELECT {columns} FROM alert_events WHERE {page_filters} "
-        f"ORDER BY id DESC LIMIT {placeholder} OFFSET {placeholder}"
-    )
+    paged = getattr(sql, "page_matching", None)
+    if paged is not None:  # what the service runs: a starts_at range reads its index first
+        page_sql = paged(columns, page_filters, q, placeholder)
+    else:
+        page_sql = (
+            f"SELECT {columns} FROM alert_events WHERE {page_filters} "
+            f"ORDER BY id DESC LIMIT {placeholder} OFFSET {placeholder}"
+        )
     return count_sql, count_values, page_sql, [*page_values, q.limit + 1, q.offset]
 
 
@@ -366,7 +370,9 @@ def time_statements(rows: list[Row], loaded: Loaded) -> None:
             conn.create_function("regexp", 2, regexp, deterministic=True)
         mark, dialect = "?", "sqlite"
     else:
-        conn = psycopg.connect(loaded.url, autocommit=True)
+        # the service's session: no JIT, and no parallel workers for its history reads
+        options = "-c jit=off -c max_parallel_workers_per_gather=0"
+        conn = psycopg.connect(loaded.url, autocommit=True, options=options)
         mark, dialect = "%s", "postgres"
     try:
         for row in measured:

@@ -19,6 +19,7 @@ from alert_history.domain.matchers import (
     matches_all,
     parse_matchers,
     sql_condition,
+    sqlite_glob_condition,
     sqlite_regexp,
 )
 
@@ -525,6 +526,71 @@ def test_sqlite_condition_selects_exactly_the_rows_matcher_matches(
     where, params = sql_condition(matchers, "sqlite")
     selected = {i for (i,) in labels_db.execute(f"SELECT id FROM alerts WHERE {where}", params)}
     assert selected == {i for i, labels in enumerate(rows) if matches_all(matchers, labels)}
+
+
+GLOB_PATTERNS = st.one_of(
+    PATTERNS,
+    st.sampled_from(
+        ["crit.*", ".*crit", ".*a.*", "critical|warning", "a|.*b|", r"c\.d", r"\*x.*", "[?]", "é.*"]
+    ),
+    st.lists(VALUES.map(re.escape), min_size=1, max_size=3).map("|".join),
+    VALUES.map(lambda v: ".*" + re.escape(v) + ".*"),
+)
+
+
+@given(
+    rows=st.lists(LABEL_SETS, max_size=8),
+    matcher=st.builds(Matcher, NAMES, st.sampled_from(["=~", "!~"]), GLOB_PATTERNS),
+    encode=st.sampled_from(ENCODERS),
+)
+def test_sqlite_glob_condition_selects_exactly_the_rows_matcher_matches(
+    labels_db: sqlite3.Connection,
+    rows: list[dict[str, str]],
+    matcher: Matcher,
+    encode: Callable[[dict[str, str]], str],
+) -> None:
+    globbed = sqlite_glob_condition(matcher)
+    if globbed is None:
+        return
+    where, params = globbed
+    assert where.count("?") == len(params) and "regexp" not in where
+    labels_db.execute("DELETE FROM alerts")
+    labels_db.executemany(
+        "INSERT INTO alerts (id, labels) VALUES (?, ?)",
+        [(i, encode(labels)) for i, labels in enumerate(rows)],
+    )
+    selected = {i for (i,) in labels_db.execute(f"SELECT id FROM alerts WHERE {where}", params)}
+    assert selected == {i for i, labels in enumerate(rows) if matcher.matches(labels)}
+
+
+@pytest.mark.parametrize(
+    ("value", "globs"),
+    [
+        ("crit.*", ["crit*"]),
+        (".*-prod|staging", ["*-prod", "staging"]),
+        (r"a\*b", ["a[*]b"]),
+        ("(?s)x.*", ["x*"]),
+    ],
+)
+def test_sqlite_glob_condition_takes_literals_with_open_ends(value: str, globs: list[str]) -> None:
+    found = sqlite_glob_condition(m("severity", "=~", value))
+    assert found is not None
+    assert [p for p in found[1] if not str(p).startswith("$.")] == globs
+
+
+@pytest.mark.parametrize(
+    "matcher",
+    [
+        m("severity", "=~", "a.b"),
+        m("severity", "=~", "(?i)crit.*"),
+        m("severity", "=~", "[a-c]+"),
+        m("severity", "=~", r"\d+"),
+        m("severity", "=", "crit"),
+        m("with space", "=~", "crit.*"),
+    ],
+)
+def test_sqlite_glob_condition_leaves_everything_else_to_regexp(matcher: Matcher) -> None:
+    assert sqlite_glob_condition(matcher) is None
 
 
 def skeleton(matcher: Matcher) -> Matcher:

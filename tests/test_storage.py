@@ -166,7 +166,7 @@ async def test_pending_migrations_stop_start_up_when_auto_migrate_is_off(tmp_pat
         await open_storage(f"sqlite:///{tmp_path}/fresh.db", migrate=False)
     storage = SQLiteStorage(str(tmp_path / "fresh.db"))
     await storage.open(migrate=False, check=False)
-    names = ["initial", "classifications", "filter_rules", "event_extra"]
+    names = ["initial", "classifications", "filter_rules", "event_extra", "history_indexes"]
     assert [m.name for m in await storage.migrate(dry_run=True)] == names
     assert [m.name for m in await storage.migrate()] == names
     assert await storage.migrate() == []
@@ -403,3 +403,30 @@ async def test_the_total_stops_counting_at_the_count_limit(storage: Storage) -> 
     assert (exact.total, exact.total_capped) == (7, False)
     ranged = await storage.history(HistoryQuery(starts_from=T0, starts_to=T0, limit=3))
     assert [e.fingerprint for e in ranged.events] == ["f6", "f5", "f4"]  # newest first
+
+
+async def test_a_starts_at_range_pages_newest_first_by_cursor_and_offset(
+    storage: Storage,
+) -> None:
+    # ids follow arrival, starts_at does not: the page order is by id whatever the range index
+    starts = [5, 1, 4, 2, 3, 9, 0, 6]
+    await storage.write_events(
+        [
+            event(f"f{i}", starts_at=T0 + s * MINUTE, received_at=T0 + i)
+            for i, s in enumerate(starts)
+        ]
+    )
+    in_range = [f"f{i}" for i in reversed(range(len(starts))) if 1 <= starts[i] <= 5]
+    assert in_range == ["f4", "f3", "f2", "f1", "f0"]
+    seen: list[str] = []
+    query = HistoryQuery(starts_from=T0 + MINUTE, starts_to=T0 + 5 * MINUTE, limit=2)
+    while True:
+        page = await storage.history(query)
+        assert (page.total, page.total_capped) == (5, False)
+        seen += [e.fingerprint for e in page.events]
+        if page.next_before_id is None:
+            break
+        query = msgspec.structs.replace(query, before_id=page.next_before_id)
+    assert seen == in_range
+    offset = HistoryQuery(starts_from=T0 + MINUTE, alertname="A", limit=2, offset=3)
+    assert [e.fingerprint for e in (await storage.history(offset)).events] == ["f3", "f2"]

@@ -140,6 +140,90 @@ def _sqlite_condition(m: Matcher, column: str) -> tuple[str, list[object]]:
     return f"{negate}regexp(?, {label})", [_regex(m.value).python, *args]
 
 
+def sqlite_glob_condition(m: Matcher, column: str = "labels") -> tuple[str, list[object]] | None:
+    """`m` in SQLite's own GLOB when its regex is alternatives of literals with `.*` at either
+    end (`crit.*`, `.*-prod|staging`), else None (use `sql_condition`).
+
+    Selects the same rows as `sql_condition` does, without calling the Python `regexp` per
+    row (each call takes the GIL back from the event loop thread). The statement's shape
+    depends on the regex; names and values are still parameters.
+    """
+    if not _COLUMN.fullmatch(column):
+        raise ValueError(f"not a column name: {column!r}")
+    if m.op not in ("=~", "!~") or not _PLAIN_NAME.fullmatch(m.name):
+        return None
+    found = _glob_condition(m.value, f"coalesce(json_extract({column}, ?), '')", [f'$."{m.name}"'])
+    if found is None:
+        return None
+    return ("NOT " if m.op == "!~" else "") + found[0], found[1]
+
+
+def _glob_condition(
+    value: str, operand: str, operand_args: list[object]
+) -> tuple[str, list[object]] | None:
+    """SQLite GLOBs equivalent to the fully anchored regex `value` on `operand` (never NULL),
+    for alternatives of literals with `.*` at either end; None for anything else."""
+    flags, body = _leading_flags(value)
+    if flags not in ("", "s"):
+        return None
+    branches = [g for g in map(_glob, _split_alternatives(body)) if g is not None]
+    if not branches or len(branches) != len(_split_alternatives(body)):
+        return None
+    parts: list[str] = []
+    args: list[object] = []
+    for glob, open_ended in branches:
+        parts.append(f"{operand} GLOB ?")
+        args += [*operand_args, glob]
+        if open_ended and flags != "s":  # `.` does not match a newline
+            parts[-1] += f" AND instr({operand}, char(10)) = 0"
+            args += operand_args
+    return "(" + " OR ".join(f"({p})" for p in parts) + ")", args
+
+
+def _split_alternatives(body: str) -> list[str]:
+    """`body` split at its top-level `|`; [] when it has groups or classes (not simple)."""
+    if any(c in body for c in "()[]"):
+        return []
+    out, current, i = [], "", 0
+    while i < len(body):
+        if body[i] == "\\":
+            current += body[i : i + 2]
+            i += 2
+            continue
+        if body[i] == "|":
+            out.append(current)
+            current = ""
+        else:
+            current += body[i]
+        i += 1
+    out.append(current)
+    return out
+
+
+_GLOB_SPECIAL = {"*": "[*]", "?": "[?]", "[": "[[]"}
+
+
+def _glob(branch: str) -> tuple[str, bool] | None:
+    """(GLOB pattern, has `.*`) for a literal with an optional `.*` at either end, or None."""
+    lead = branch.startswith(".*")
+    trail = branch.endswith(".*") and not branch.endswith("\\.*") and len(branch) >= 2 + 2 * lead
+    literal = branch[2 if lead else 0 : len(branch) - 2 if trail else len(branch)]
+    text, i = "", 0
+    while i < len(literal):
+        char = literal[i]
+        if char == "\\":
+            escaped = literal[i + 1 : i + 2]
+            if not escaped or escaped.isalnum() or escaped.isspace() or not escaped.isascii():
+                return None  # \d, \n, \x41... are classes or escapes, not literals
+            text, i = text + escaped, i + 2
+            continue
+        if char in ".^$|?*+(){}" or char == "\n":
+            return None
+        text, i = text + char, i + 1
+    glob = "".join(_GLOB_SPECIAL.get(c, c) for c in text)
+    return ("*" if lead else "") + glob + ("*" if trail else ""), lead or trail
+
+
 def _postgres_condition(m: Matcher, column: str) -> tuple[str, list[object]]:
     if m.op == "=" and m.value:
         # containment can use a GIN index; "" must also match a missing label, so not for it

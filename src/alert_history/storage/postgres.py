@@ -47,6 +47,7 @@ from alert_history.storage.sql import (
     history_filters,
     inserted_events,
     newest_classifications,
+    page_matching,
     row_to_classification,
     row_to_event,
     state_key,
@@ -66,6 +67,8 @@ _CLASSIFICATION_COLUMNS = (
     "fingerprint, severity, confidence, reasoning, recommendations::text, processing_time, "
     "metadata::text, model, source, created_at"
 )
+
+_NO_PARALLEL = "SET LOCAL max_parallel_workers_per_gather = 0"
 
 _EVENT_COLUMNS = EVENT_COLUMNS.format(
     labels="coalesce(labels_exact, labels::text)",
@@ -175,7 +178,8 @@ class PostgresStorage:
             kwargs={
                 "autocommit": True,
                 "connect_timeout": max(1, int(connect_timeout)),
-                "options": f"-c statement_timeout={int(statement_timeout * 1000)}",
+                # JIT compiles for tens of ms: more than any of the service's queries runs
+                "options": f"-c statement_timeout={int(statement_timeout * 1000)} -c jit=off",
                 "application_name": "alert-history",
             },
             name="alert-history",
@@ -282,19 +286,17 @@ class PostgresStorage:
         def read(conn: Conn) -> HistoryPage:
             filters, args = history_filters(query, "%s", "postgres")
             counted = [*args, query.count_limit + 1]
-            (total,) = _one(conn.execute(count_matching(filters, "%s"), counted))
-            if query.before_id is not None:
-                filters += " AND id < %s"
-                args.append(query.before_id)
-            select = f"SELECT {_EVENT_COLUMNS} FROM alert_events WHERE {filters}"
-            if query.starts_from is not None or query.starts_to is not None:
-                # A startsAt range is selective: read it through its index and sort, instead of
-                # letting the planner walk the id index back through every newer row.
-                select = f"WITH matching AS MATERIALIZED ({select}) SELECT * FROM matching"
-            rows = conn.execute(
-                f"{select} ORDER BY id DESC LIMIT %s OFFSET %s",
-                [*args, query.limit + 1, query.offset],
-            ).fetchall()
+            with conn.transaction():
+                # Parallel workers take longer to start than these queries take to run.
+                conn.execute(_NO_PARALLEL)
+                (total,) = _one(conn.execute(count_matching(filters, "%s"), counted))
+                if query.before_id is not None:
+                    filters += " AND id < %s"
+                    args.append(query.before_id)
+                rows = conn.execute(
+                    page_matching(_EVENT_COLUMNS, filters, query, "%s"),
+                    [*args, query.limit + 1, query.offset],
+                ).fetchall()
             events = [row_to_event(row) for row in rows[: query.limit]]
             next_id = events[-1].id if len(rows) > query.limit else None
             capped = total > query.count_limit

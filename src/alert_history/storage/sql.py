@@ -12,6 +12,7 @@ from typing import Any
 import msgspec
 
 from alert_history.domain import Dialect, Matcher, sql_condition
+from alert_history.domain.matchers import sqlite_glob_condition
 from alert_history.models import (
     AlertEvent,
     Classification,
@@ -272,9 +273,18 @@ def history_filters(
         args.append(q.filter_action)
     if q.label_matchers:
         matchers = [Matcher(name, op, value) for name, op, value in q.label_matchers]  # type: ignore[arg-type]
-        condition, params = sql_condition(matchers, dialect)
-        where.append(condition)
-        args.extend(params)
+        if dialect == "sqlite":
+            # SQLite's GLOB where it can stand for the regex: no Python call per row
+            for m in list(matchers):
+                globbed = sqlite_glob_condition(m)
+                if globbed is not None:
+                    matchers.remove(m)
+                    where.append(globbed[0])
+                    args.extend(globbed[1])
+        if matchers:
+            condition, params = sql_condition(matchers, dialect)
+            where.append(condition)
+            args.extend(params)
     return " AND ".join(where) or "TRUE", args
 
 
@@ -292,6 +302,25 @@ def count_matching(filters: str, placeholder: str) -> str:
     return (
         "SELECT count(*) FROM (SELECT 1 FROM alert_events "
         f"WHERE {filters} LIMIT {placeholder}) AS matching"
+    )
+
+
+def page_matching(columns: str, filters: str, q: HistoryQuery, placeholder: str) -> str:
+    """The page statement of a history query; LIMIT and OFFSET are its last two parameters.
+
+    A startsAt range is selective, but starts_at grows with id: walking the id index back, a
+    planner would pass every newer row first. With a range the ids come from the starts_at
+    index alone (`id + 0` keeps the planner off the id order), sorted, then the page by id.
+    """
+    if q.starts_from is None and q.starts_to is None:
+        return (
+            f"SELECT {columns} FROM alert_events WHERE {filters} "
+            f"ORDER BY id DESC LIMIT {placeholder} OFFSET {placeholder}"
+        )
+    return (
+        f"SELECT {columns} FROM alert_events WHERE id IN (SELECT id FROM alert_events "
+        f"WHERE {filters} ORDER BY id + 0 DESC LIMIT {placeholder} OFFSET {placeholder}) "
+        "ORDER BY id DESC"
     )
 
 

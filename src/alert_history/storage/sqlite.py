@@ -48,6 +48,7 @@ from alert_history.storage.sql import (
     history_filters,
     inserted_events,
     newest_classifications,
+    page_matching,
     row_to_classification,
     row_to_event,
     values,
@@ -410,9 +411,7 @@ def _history_sync(conn: sqlite3.Connection, q: HistoryQuery) -> HistoryPage:
         filters += " AND id < ?"
         args.append(q.before_id)
     rows = conn.execute(
-        f"SELECT {_EVENT_COLUMNS} FROM alert_events WHERE {filters} "
-        "ORDER BY id DESC LIMIT ? OFFSET ?",
-        [*args, q.limit + 1, q.offset],
+        page_matching(_EVENT_COLUMNS, filters, q, "?"), [*args, q.limit + 1, q.offset]
     ).fetchall()
     events = [row_to_event(row) for row in rows[: q.limit]]
     next_id = events[-1].id if len(rows) > q.limit else None
