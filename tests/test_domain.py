@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 
 import pytest
 from hypothesis import given
@@ -83,6 +84,16 @@ def test_format_then_parse_round_trips(ns: int) -> None:
     text = format_ns(ns)
     assert text is not None
     assert parse_rfc3339_ns(text) == ns
+
+
+@given(st.integers(min_value=-(2**62), max_value=2**62))
+def test_format_ns_writes_what_strftime_writes(ns: int) -> None:
+    if ns == NONE_NS:
+        return
+    seconds, nanos = divmod(ns, 1_000_000_000)
+    base = datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    expected = f"{base}.{nanos:09d}".rstrip("0") + "Z" if nanos else base + "Z"
+    assert format_ns(ns) == expected
 
 
 def test_captured_unicode_payload_decodes_with_every_label_intact() -> None:

@@ -10,10 +10,11 @@ import calendar
 import functools
 import math
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 #: The stored value for "no time" (Alertmanager's zero time `0001-01-01T00:00:00Z`).
 NONE_NS = 0
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 _ZERO_TIME_YEAR = 1
 # int64 nanoseconds cover 1677-09-21 .. 2262-04-11; keep a margin on both sides.
@@ -63,11 +64,21 @@ def format_ns(ns: int) -> str | None:
     """Format as RFC 3339 in UTC like Go's RFC3339Nano (trailing zeros trimmed); None for none."""
     if ns == NONE_NS:
         return None
+    # by hand but for the date: a timeline or a page of history formats hundreds of times
     seconds, nanos = divmod(ns, 1_000_000_000)
-    base = datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    days, second_of_day = divmod(seconds, 86_400)
+    hours, rest = divmod(second_of_day, 3600)
+    minutes, secs = divmod(rest, 60)
+    base = f"{_date_prefix(days)}{hours:02d}:{minutes:02d}:{secs:02d}"
     if nanos:
         return f"{base}.{nanos:09d}".rstrip("0") + "Z"
     return base + "Z"
+
+
+@functools.lru_cache(maxsize=4096)
+def _date_prefix(days: int) -> str:
+    """`YYYY-MM-DDT` of a day counted from the epoch (as strftime writes it)."""
+    return (_EPOCH + timedelta(days=days)).strftime("%Y-%m-%dT")
 
 
 def parse_query_time(text: str) -> int:
