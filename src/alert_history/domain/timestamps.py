@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 #: The stored value for "no time" (Alertmanager's zero time `0001-01-01T00:00:00Z`).
 NONE_NS = 0
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_TWO = [f"{i:02d}" for i in range(100)]
 
 _ZERO_TIME_YEAR = 1
 # int64 nanoseconds cover 1677-09-21 .. 2262-04-11; keep a margin on both sides.
@@ -69,9 +70,9 @@ def format_ns(ns: int) -> str | None:
     days, second_of_day = divmod(seconds, 86_400)
     hours, rest = divmod(second_of_day, 3600)
     minutes, secs = divmod(rest, 60)
-    base = f"{_date_prefix(days)}{hours:02d}:{minutes:02d}:{secs:02d}"
+    base = _date_prefix(days) + _TWO[hours] + ":" + _TWO[minutes] + ":" + _TWO[secs]
     if nanos:
-        return f"{base}.{nanos:09d}".rstrip("0") + "Z"
+        return base + ("." + str(1_000_000_000 + nanos)[1:]).rstrip("0") + "Z"
     return base + "Z"
 
 
