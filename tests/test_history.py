@@ -114,3 +114,23 @@ async def test_filter_takes_alertmanager_matchers_and_names_a_bad_one(
     detail = bad.json()["detail"][0]
     assert detail["field"] == "filter"
     assert "quoted string" in detail["msg"] or "regular expression" in detail["msg"]
+
+
+async def test_a_label_matcher_counts_up_to_its_own_cap_and_says_so(
+    client: httpx.AsyncClient,
+) -> None:
+    # 1,005 matching alerts and 1 that does not: a matcher's total stops at 1,000 (each
+    # candidate row's labels are decoded), a plain filter keeps counting to 10,000.
+    for first in range(0, 1005, 201):
+        await post(
+            client,
+            *(alert(f"Many{n}", severity="critical") for n in range(first, first + 201)),
+        )
+    await post(client, alert("Other", severity="warning"))
+    matched = (await client.get("/history", params={"filter": 'severity="critical"'})).json()
+    assert (matched["total"], matched["total_capped"]) == (1000, True)
+    assert len(matched["alerts"]) == 100
+    plain = (await client.get("/history", params={"severity": "critical"})).json()
+    assert (plain["total"], plain["total_capped"]) == (1005, False)
+    everything = (await client.get("/history")).json()
+    assert (everything["total"], everything["total_capped"]) == (1006, False)

@@ -14,6 +14,10 @@ from alert_history.models import FilterAction, HistoryPage, HistoryQuery, Stored
 
 MAX_LIMIT = 1000
 MAX_OFFSET = 100_000
+# `total` counts the matches up to a cap (`total_capped` says when there are more). A label
+# matcher must decode each candidate row's labels, so its count stops sooner.
+COUNT_LIMIT = 10_000
+MATCHER_COUNT_LIMIT = 1_000
 _ACTIONS: dict[str, FilterAction] = {"allow": "allow", "deny": "deny", "delay": "delay"}
 
 
@@ -85,6 +89,7 @@ def parse_history_query(args: MultiDict[str, str]) -> HistoryQuery:
     if action is not None and action not in _ACTIONS:
         raise QueryError("filter_action", "must be 'allow', 'deny' or 'delay'")
     cursor = args.get("cursor")
+    matchers = _matchers(args.getlist("filter"))
     return HistoryQuery(
         alertname=args.get("alertname") or None,
         status="resolved" if status == "resolved" else ("firing" if status else None),
@@ -95,11 +100,12 @@ def parse_history_query(args: MultiDict[str, str]) -> HistoryQuery:
         received_until=time_param(args, "until"),
         starts_from=time_param(args, "start_time"),
         starts_to=time_param(args, "end_time"),
-        label_matchers=_matchers(args.getlist("filter")),
+        label_matchers=matchers,
         filter_action=None if action is None else _ACTIONS[action],
         before_id=decode_cursor(cursor) if cursor else None,
         offset=int_param(args, "offset", 0, 0, MAX_OFFSET),
         limit=int_param(args, "limit", 100, 1, MAX_LIMIT),
+        count_limit=MATCHER_COUNT_LIMIT if matchers else COUNT_LIMIT,
     )
 
 
