@@ -1,0 +1,167 @@
+"""Classifier: classify committed firing alerts, at most `concurrency` at a time.
+
+Inbox: fingerprints handed over after each commit (`feeder`, non-blocking: when the inbox is
+full the hint is dropped and the row stays pending). The durable queue is storage itself: a
+poller reads, in pages, the firing alerts with no classification, and the fallbacks made before
+the breaker last closed. It runs every `poll_interval` and at once when the breaker closes.
+Nothing happens while the enrichment mode is `transparent`.
+Memory stays bounded: the inbox's buffer plus `concurrency` alerts in flight.
+A storage error leaves the alert pending (logged); other errors crash the actor. When the inbox
+ends (shutdown) or on cancellation, work in flight is cancelled: its rows stay pending.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Awaitable, Callable
+from functools import partial
+
+import trio
+
+from alert_history.actors.classification import ClassificationService
+from alert_history.errors import StorageError
+from alert_history.models import AlertEvent, Classification
+from alert_history.storage.classifications import pending_fingerprints
+from alert_history.telemetry import Metrics
+
+log = logging.getLogger("alert_history.classifier")
+
+ModeReader = Callable[[], Awaitable[str]]
+
+
+def feeder(
+    send: trio.MemorySendChannel[str], metrics: Metrics
+) -> Callable[[list[AlertEvent]], None]:
+    """A callback for the writer: hand committed firing fingerprints over without waiting."""
+
+    def feed(events: list[AlertEvent]) -> None:
+        firing = dict.fromkeys(e.fingerprint for e in events if e.status == "firing")
+        for sent, fingerprint in enumerate(firing):
+            try:
+                send.send_nowait(fingerprint)
+            except trio.WouldBlock:
+                metrics.classification_hints_dropped.inc(len(firing) - sent)
+                return
+            except (trio.ClosedResourceError, trio.BrokenResourceError):
+                return
+
+    return feed
+
+
+class _Work:
+    """The alerts in flight: at most `slots`, each fingerprint once."""
+
+    def __init__(self, service: ClassificationService, concurrency: int) -> None:
+        self.service = service
+        self.slots = trio.Semaphore(concurrency)
+        self.in_flight: set[str] = set()
+
+    async def start(self, nursery: trio.Nursery, fingerprint: str) -> bool:
+        """Start classifying `fingerprint` once a slot is free; False if it is in flight."""
+        if fingerprint in self.in_flight:
+            return False
+        await self.slots.acquire()
+        if fingerprint in self.in_flight:  # started while this waited for a slot
+            self.slots.release()
+            return False
+        self.in_flight.add(fingerprint)
+        nursery.start_soon(self._handle, fingerprint)
+        return True
+
+    async def _handle(self, fingerprint: str) -> None:
+        try:
+            await self._classify(fingerprint)
+        except StorageError as exc:
+            self.service.metrics.classification_errors.labels("storage").inc()
+            log.warning(
+                "classification left pending", extra={"fingerprint": fingerprint, "error": str(exc)}
+            )
+        finally:
+            self.in_flight.discard(fingerprint)
+            self.slots.release()
+
+    async def _classify(self, fingerprint: str) -> None:
+        service = self.service
+        kept = await service.known(fingerprint)
+        if kept is not None and not self._retry(kept):
+            return
+        subject = await service.subject(fingerprint)
+        if subject is None or subject.status != "firing":
+            return
+        service.counters.total_requests += 1
+        await service.classify_subject(subject, store=True, kept=kept)
+
+    def _retry(self, kept: Classification) -> bool:
+        """A fallback made before the breaker last closed is re-classified while it is not open."""
+        service = self.service
+        return (
+            kept.fallback and kept.created_at < service.closed_at_ns and service.accepting_calls()
+        )
+
+
+class _Mode:
+    """The enrichment mode, read at most once per `max_age` seconds."""
+
+    def __init__(self, read: ModeReader, max_age: float = 1.0) -> None:
+        self._read = read
+        self._max_age = max_age
+        self._value = ""
+        self._at = -math.inf
+
+    async def classifying(self) -> bool:
+        now = trio.current_time()
+        if now - self._at >= self._max_age:
+            self._value = await self._read()
+            self._at = now
+        return self._value != "transparent"
+
+
+async def _poll(
+    work: _Work, nursery: trio.Nursery, mode: _Mode, *, interval: float, page_size: int
+) -> None:
+    service = work.service
+    while True:
+        again = False
+        try:
+            if await mode.classifying():
+                page = await service.storage.read(
+                    partial(
+                        pending_fingerprints,
+                        refallback_before=(
+                            service.closed_at_ns if service.accepting_calls() else None
+                        ),
+                        limit=page_size,
+                    )
+                )
+                started = [await work.start(nursery, fp) for fp in page]
+                # a full page that made progress is followed at once; otherwise wait
+                again = len(page) == page_size and any(started) and service.accepting_calls()
+        except StorageError as exc:
+            log.warning("classification queue not read", extra={"error": str(exc)})
+        if not again:
+            with trio.move_on_after(interval):
+                await service.wait_closed()
+
+
+async def run(
+    inbox: trio.MemoryReceiveChannel[str],
+    *,
+    service: ClassificationService,
+    mode: ModeReader,
+    concurrency: int,
+    poll_interval: float,
+    page_size: int,
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    async with inbox, trio.open_nursery() as nursery:
+        work = _Work(service, concurrency)
+        modes = _Mode(mode)
+        nursery.start_soon(
+            lambda: _poll(work, nursery, modes, interval=poll_interval, page_size=page_size)
+        )
+        task_status.started()
+        async for fingerprint in inbox:
+            if await modes.classifying():
+                await work.start(nursery, fingerprint)
+        nursery.cancel_scope.cancel()  # the poller and work in flight: their rows stay pending
