@@ -103,6 +103,8 @@ class ClassificationService:
         # fallbacks made before this (ns) are re-classified; the breaker starts closed
         self.closed_at_ns = wall_clock_ns()
         self._closed = trio.Event()
+        self._moved = trio.Event()
+        self.transitions = 0  # breaker state changes seen (open, close)
         metrics.breaker_state.set_function(self._breaker_gauge)
 
     # -- views ----------------------------------------------------------------------------
@@ -125,6 +127,25 @@ class ClassificationService:
 
     def accepting_calls(self) -> bool:
         return self.breaker.state(trio.current_time()) is not BreakerState.OPEN
+
+    def refallback_before(self) -> int | None:
+        """Fallbacks made before this (ns) are due to be classified again; None: none are.
+
+        Closed: those made before it last closed. Half-open: any (one becomes the trial call,
+        the others keep their fallback). Open: none.
+        """
+        state = self.breaker.state(trio.current_time())
+        if state is BreakerState.OPEN:
+            return None
+        if state is BreakerState.HALF_OPEN:
+            return self._now_ns() + 1
+        return self.closed_at_ns
+
+    def reopens_in(self) -> float | None:
+        """Seconds until an open breaker lets a trial call through; None unless open."""
+        now = trio.current_time()
+        retry_at = self.breaker.snapshot(now).retry_at
+        return None if retry_at is None else max(0.0, retry_at - now)
 
     def latency_p95(self) -> float | None:
         if len(self.latencies) < 2:
@@ -172,6 +193,11 @@ class ClassificationService:
     async def wait_closed(self) -> None:
         """Return the next time the breaker closes after having been open."""
         await self._closed.wait()
+
+    async def wait_moved(self, since: int) -> None:
+        """Return once the breaker changed state (opened or closed) more than `since` times."""
+        while self.transitions <= since:
+            await self._moved.wait()
 
     # -- operations -----------------------------------------------------------------------
 
@@ -327,6 +353,9 @@ class ClassificationService:
         if after is before:
             return
         log.warning("llm circuit breaker", extra={"from": before.value, "to": after.value})
+        self.transitions += 1
+        self._moved.set()
+        self._moved = trio.Event()
         if after is BreakerState.OPEN:
             self.metrics.breaker_opened.inc()
         elif after is BreakerState.CLOSED:

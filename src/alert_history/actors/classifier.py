@@ -3,7 +3,8 @@
 Inbox: fingerprints handed over after each commit (`feeder`, non-blocking: when the inbox is
 full the hint is dropped and the row stays pending). The durable queue is storage itself: a
 poller reads, in pages, the firing alerts with no classification, and the fallbacks made before
-the breaker last closed. It runs every `poll_interval` and at once when the breaker closes.
+the breaker last closed. It runs every `poll_interval`, when an open breaker lets a trial call
+through (one fallback is retried, no new alert is needed) and at once when the breaker closes.
 Nothing happens while the enrichment mode is `transparent`.
 Memory stays bounded: the inbox's buffer plus `concurrency` alerts in flight.
 A storage error leaves the alert pending (logged); other errors crash the actor. When the inbox
@@ -56,6 +57,13 @@ class _Work:
         self.service = service
         self.slots = trio.Semaphore(concurrency)
         self.in_flight: set[str] = set()
+        self.finished = 0  # alerts done so far
+        self._finished = trio.Event()
+
+    async def wait_finished(self, since: int) -> None:
+        """Return once more than `since` alerts are done."""
+        while self.finished <= since:
+            await self._finished.wait()
 
     async def start(self, nursery: trio.Nursery, fingerprint: str) -> bool:
         """Start classifying `fingerprint` once a slot is free; False if it is in flight."""
@@ -80,6 +88,9 @@ class _Work:
         finally:
             self.in_flight.discard(fingerprint)
             self.slots.release()
+            self.finished += 1
+            self._finished.set()
+            self._finished = trio.Event()
 
     async def _classify(self, fingerprint: str) -> None:
         service = self.service
@@ -93,11 +104,9 @@ class _Work:
         await service.classify_subject(subject, store=True, kept=kept)
 
     def _retry(self, kept: Classification) -> bool:
-        """A fallback made before the breaker last closed is re-classified while it is not open."""
-        service = self.service
-        return (
-            kept.fallback and kept.created_at < service.closed_at_ns and service.accepting_calls()
-        )
+        """Whether `kept` is a fallback due to be classified again (see `refallback_before`)."""
+        before = self.service.refallback_before()
+        return kept.fallback and before is not None and kept.created_at < before
 
 
 class _Mode:
@@ -122,26 +131,43 @@ async def _poll(
 ) -> None:
     service = work.service
     while True:
-        again = False
+        again = busy = False
+        finished, moves = work.finished, service.transitions
         try:
             if await mode.classifying():
                 page = await service.storage.read(
                     partial(
                         pending_fingerprints,
-                        refallback_before=(
-                            service.closed_at_ns if service.accepting_calls() else None
-                        ),
+                        refallback_before=service.refallback_before(),
                         limit=page_size,
                     )
                 )
                 started = [await work.start(nursery, fp) for fp in page]
                 # a full page that made progress is followed at once; otherwise wait
                 again = len(page) == page_size and any(started) and service.accepting_calls()
+                busy = not all(started)  # some were in flight: look again when one is done
         except StorageError as exc:
             log.warning("classification queue not read", extra={"error": str(exc)})
         if not again:
-            with trio.move_on_after(interval):
-                await service.wait_closed()
+            # wake when the breaker moves, or lets a trial call through (a fallback's retry)
+            reopens = service.reopens_in()
+            with trio.move_on_after(interval if reopens is None else min(interval, reopens)):
+                await _first(
+                    partial(service.wait_moved, moves),
+                    partial(work.wait_finished, finished) if busy else trio.sleep_forever,
+                )
+
+
+async def _first(*waits: Callable[[], Awaitable[None]]) -> None:
+    """Return as soon as one of `waits` returns."""
+    async with trio.open_nursery() as nursery:
+
+        async def wait(fn: Callable[[], Awaitable[None]]) -> None:
+            await fn()
+            nursery.cancel_scope.cancel()
+
+        for fn in waits:
+            nursery.start_soon(wait, fn)
 
 
 async def run(
