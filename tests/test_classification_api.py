@@ -6,8 +6,11 @@ classifier fed by committed webhooks.
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 import httpx
 import pytest
@@ -18,6 +21,7 @@ from alert_history.actors import Hooks
 from alert_history.app import Service
 from tests.conftest import SettingsFactory, running
 from tests.llm_server import LLMServer, running_llm_server
+from tests.pg import free_port
 from tests.support import alert, webhook
 from tests.test_classifier import Results
 
@@ -311,3 +315,62 @@ async def test_a_webhook_never_waits_for_a_hung_llm(make_settings: SettingsFacto
         assert results.items == []  # nothing finished: the LLM still holds the calls
         assert service.classification is not None
         assert service.classification.limiter.borrowed_tokens >= 1
+
+
+@pytest.mark.slow
+async def test_live_a_refusing_llm_opens_the_breaker_and_the_server_process_closes_it(
+    make_settings: SettingsFactory,
+) -> None:
+    port = free_port()  # nothing listens yet: connections are refused
+    reset = 2.0
+    async with (
+        running_llm_server() as unused,  # classifying() wants a server; this one is not used
+        classifying(
+            make_settings, unused, LLM_PROXY_URL=f"http://127.0.0.1:{port}",
+            LLM_BREAKER_FAILURES="2", LLM_BREAKER_RESET=str(reset), LLM_POLL_INTERVAL="60",
+        ) as (service, client, results),
+    ):  # fmt: skip
+        classification = service.classification
+        assert classification is not None
+        await post_alerts(client, "l1", "l2")
+        await results.wait_for(lambda items: bool(results.of("l1") and results.of("l2")))
+        assert all(item.fallback for item in results.items)
+        health = (await client.get("/classification/health")).json()
+        assert health["status"] == "unhealthy"
+        assert health["components"]["llm_client"]["circuit_breaker"]["state"] == "open"
+        assert metric(service, "llm_circuit_breaker_state") == 2
+        tree = (await client.get("/health/supervisor")).json()
+        (pipeline,) = [c for c in tree["children"] if c["name"] == "pipeline"]
+        (child,) = [c for c in pipeline["children"] if c["name"] == "classifier"]
+        assert child["circuit_breaker"]["state"] == "open"
+
+        # while open, a new alert gets the fallback at once
+        opened = trio.current_time()
+        with trio.fail_after(reset / 2):
+            await post_alerts(client, "l3")
+            await results.wait_for(lambda items: bool(results.of("l3")))
+        assert results.of("l3")[0].metadata["error"] == "circuit breaker open"
+
+        # the stand-in LLM comes up as its own process on the refused port; at the reset time
+        # the breaker half-opens, a fallback is retried as the trial call, and it closes
+        process = await trio.lowlevel.open_process(
+            [sys.executable, "-m", "tests.llm_server", "--port", str(port)],
+            stdout=subprocess.PIPE,
+            cwd=Path(__file__).parents[1],
+        )
+        try:
+            assert process.stdout is not None
+            with trio.fail_after(30):
+                assert b"http://127.0.0.1" in await process.stdout.receive_some()
+                await classification.wait_closed()
+            assert trio.current_time() - opened >= reset - 0.1
+            with trio.fail_after(30):
+                await results.wait_for(
+                    lambda items: all(not results.of(fp)[-1].fallback for fp in ("l1", "l2", "l3"))
+                )
+            stats = (await client.get(f"http://127.0.0.1:{port}/stats")).json()
+            assert stats["requests"] == 3  # the trial and the two other fallbacks
+            assert (await client.get("/classification/l1")).json()["metadata"]["fallback"] is False
+        finally:
+            process.kill()
+            await process.wait()
