@@ -15,6 +15,7 @@ import statistics
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import msgspec
@@ -28,10 +29,11 @@ from alert_history.domain.llm_protocol import (
     ParsedAnswer,
     fallback_classification,
 )
+from alert_history.errors import StorageError
 from alert_history.kv import ClassificationCache
 from alert_history.llm import LLMClient, LLMUnavailable
 from alert_history.models import Classification
-from alert_history.storage import Storage
+from alert_history.storage import Db, Storage
 from alert_history.storage.classifications import (
     Subject,
     load_classification,
@@ -100,6 +102,7 @@ class ClassificationService:
         self.latencies: deque[float] = deque(maxlen=500)  # seconds of recent LLM successes
         self._now_ns = wall_clock_ns
         self._on_result = on_result
+        self._writes = _GroupWriter(storage)
         # fallbacks made before this (ns) are re-classified; the breaker starts closed
         self.closed_at_ns = wall_clock_ns()
         self._closed = trio.Event()
@@ -215,6 +218,18 @@ class ClassificationService:
     async def subject(self, fingerprint: str) -> Subject | None:
         return await self.storage.read(lambda db: load_subject(db, fingerprint))
 
+    async def pending(self, fingerprint: str) -> tuple[Classification | None, Subject | None]:
+        """What is kept for `fingerprint` (cache, else storage) and its newest state, with at
+        most one storage read."""
+        cached = await self.cache.get(fingerprint)
+        self._count_cache(cached is not None)
+
+        def read(db: Db) -> tuple[Classification | None, Subject | None]:
+            kept = cached if cached is not None else load_classification(db, fingerprint)
+            return kept, load_subject(db, fingerprint)
+
+        return await self.storage.read(read)
+
     async def classify_stored(
         self, fingerprint: str, *, force: bool = False
     ) -> tuple[Classification, bool] | None:
@@ -227,8 +242,11 @@ class ClassificationService:
         if not force:
             kept = await self.cache.get(fingerprint)
             self._count_cache(kept is not None)
-            if kept is not None and not (kept.fallback and self.accepting_calls()):
+            if kept is not None:
                 self.counters.cache_hits += 1
+            else:
+                kept = await self.storage.read(lambda db: load_classification(db, fingerprint))
+            if kept is not None and not (kept.fallback and self.accepting_calls()):
                 return kept, True
         subject = await self.subject(fingerprint)
         if subject is None:
@@ -273,7 +291,7 @@ class ClassificationService:
         else:
             result = await self._call_llm(subject)
         if store:
-            await self.storage.write(lambda db: save_classifications(db, [result]))
+            await self._writes.save(result)
         await self.cache.put(result)
         model = "fallback" if result.fallback else (result.model or self.llm.model)
         self.metrics.classifications.labels(result.severity, model).inc()
@@ -374,6 +392,53 @@ class ClassificationService:
         except RuntimeError:  # scraped outside trio (tests rendering after the run)
             return float(_BREAKER_GAUGE[self.breaker.snapshot(float("-inf")).state])
         return float(_BREAKER_GAUGE[self.breaker.state(now)])
+
+
+class _Batch:
+    def __init__(self) -> None:
+        self.items: list[Classification] = []
+        self.done = trio.Event()
+        self.error: Exception | None = None
+
+
+class _GroupWriter:
+    """Store classifications in group commits: whoever finds no write running writes every
+    classification waiting, in one transaction, until none waits; the others wait for the
+    transaction holding theirs. Ingest shares the database's writer, so one transaction per
+    classification would cost it a commit (an fsync) each."""
+
+    def __init__(self, storage: Storage) -> None:
+        self._storage = storage
+        self._next = _Batch()
+        self._writing = False
+
+    async def save(self, item: Classification) -> None:
+        """Return once `item` is committed; raise the storage error that prevented it."""
+        batch = self._next
+        batch.items.append(item)
+        if self._writing:
+            await batch.done.wait()
+        else:
+            self._writing = True
+            try:
+                while self._next.items:
+                    current, self._next = self._next, _Batch()
+                    try:
+                        await self._storage.write(
+                            partial(save_classifications, items=current.items)
+                        )
+                    except Exception as exc:
+                        current.error = exc
+                    finally:
+                        current.done.set()
+            finally:
+                self._writing = False
+                if self._next.items:  # this writer was cancelled: nobody would write them
+                    abandoned, self._next = self._next, _Batch()
+                    abandoned.error = StorageError("classification write abandoned")
+                    abandoned.done.set()
+        if batch.error is not None:
+            raise batch.error
 
 
 def _total_tokens(usage: dict[str, Any]) -> int | None:

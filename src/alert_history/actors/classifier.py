@@ -94,10 +94,9 @@ class _Work:
 
     async def _classify(self, fingerprint: str) -> None:
         service = self.service
-        kept = await service.known(fingerprint)
+        kept, subject = await service.pending(fingerprint)
         if kept is not None and not self._retry(kept):
             return
-        subject = await service.subject(fingerprint)
         if subject is None or subject.status != "firing":
             return
         service.counters.total_requests += 1
