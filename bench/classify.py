@@ -4,8 +4,8 @@ The stand-in LLM (`tests/llm_server.py`, its own process) answers every request 
 
 - **LLM classifications/s**: the classifier actor with 16 calls in flight, over alerts stored
   in SQLite, fed through its fast path; classifications stored per second of wall time.
-- **Cache hits/s**: `classify_stored` on already classified alerts, one task, the in-process
-  cache, and Redis when `redis-server` is installed (sync client in a worker thread).
+- **Cache hits/s**: `classify_stored` on already classified alerts from 1 and 16 tasks, the
+  in-process cache, and Redis when `redis-server` is installed (sync client in worker threads).
 - **Webhook p95**: the service (`python -m alert_history serve`) with classification off, then
   on (enriched mode, every alert a new fingerprint, so every webhook feeds the classifier),
   alternating; each run posts 1-alert webhooks from 8 concurrent clients.
@@ -153,17 +153,32 @@ async def _llm_and_cache(llm_url: str, tmp: Path, alerts: int, redis_url: str | 
                 caches["Redis"] = service(redis_cache)
             cache_rates = {}
             for name, svc_ in caches.items():
-                calls = 0
-                started = time.perf_counter()
-                while time.perf_counter() - started < 2.0:
-                    for fp in fps[:1000]:
-                        found = await svc_.classify_stored(fp)
-                        assert found is not None and found[1], "expected a cache hit"
-                        calls += 1
-                cache_rates[name] = calls / (time.perf_counter() - started)
+                for tasks in (1, IN_FLIGHT):
+                    cache_rates[
+                        f"{name}, {tasks} task{'s' if tasks > 1 else ''}"
+                    ] = await _cache_hits(svc_, fps, tasks)
             return llm_rate, cache_rates
     finally:
         await storage.aclose()
+
+
+async def _cache_hits(svc: object, fps: list[str], tasks: int, seconds: float = 2.0) -> float:
+    """`classify_stored` calls per second on classified alerts (all cache hits)."""
+    calls = 0
+    started = time.perf_counter()
+
+    async def loop(offset: int) -> None:
+        nonlocal calls
+        while time.perf_counter() - started < seconds:
+            for fp in fps[offset : offset + 100]:
+                found = await svc.classify_stored(fp)  # type: ignore[attr-defined]
+                assert found is not None and found[1], "expected a cache hit"
+                calls += 1
+
+    async with trio.open_nursery() as nursery:
+        for i in range(tasks):
+            nursery.start_soon(loop, (i * 100) % max(1, len(fps) - 100))
+    return calls / (time.perf_counter() - started)
 
 
 async def _enriched() -> str:
@@ -288,7 +303,7 @@ def render(res: ClassifyResults) -> list[str]:
     ]
     for name, rate in res.cache_per_s.items():
         lines.append(
-            f"| cache-hit classifications/s ({name}, one task) | {rate:,.0f} | >= 5,000 | "
+            f"| cache-hit classifications/s ({name}) | {rate:,.0f} | >= 5,000 | "
             f"{_mark(rate >= TARGETS['cache_per_s'])} |"
         )
     lines += [
