@@ -218,11 +218,15 @@ class ClassificationService:
     async def subject(self, fingerprint: str) -> Subject | None:
         return await self.storage.read(lambda db: load_subject(db, fingerprint))
 
-    async def pending(self, fingerprint: str) -> tuple[Classification | None, Subject | None]:
-        """What is kept for `fingerprint` (cache, else storage) and its newest state, with at
-        most one storage read."""
+    async def pending(
+        self, fingerprint: str, due: Callable[[Classification], bool]
+    ) -> tuple[Classification | None, Subject | None]:
+        """What is kept for `fingerprint` (cache, else storage) and, unless a cached one is not
+        `due` for classifying again, its newest state; at most one storage read."""
         cached = await self.cache.get(fingerprint)
         self._count_cache(cached is not None)
+        if cached is not None and not due(cached):
+            return cached, None  # a repeat notification of a classified alert: no query
 
         def read(db: Db) -> tuple[Classification | None, Subject | None]:
             kept = cached if cached is not None else load_classification(db, fingerprint)

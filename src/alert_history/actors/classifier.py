@@ -94,7 +94,7 @@ class _Work:
 
     async def _classify(self, fingerprint: str) -> None:
         service = self.service
-        kept, subject = await service.pending(fingerprint)
+        kept, subject = await service.pending(fingerprint, self._retry)
         if kept is not None and not self._retry(kept):
             return
         if subject is None or subject.status != "firing":
