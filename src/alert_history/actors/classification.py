@@ -90,6 +90,7 @@ class ClassificationService:
         metrics: Metrics,
         wall_clock_ns: Callable[[], int],
         on_result: Callable[[Classification], None] | None = None,
+        write_linger: float = 0.1,
     ) -> None:
         self.storage = storage
         self.llm = llm
@@ -102,7 +103,7 @@ class ClassificationService:
         self.latencies: deque[float] = deque(maxlen=500)  # seconds of recent LLM successes
         self._now_ns = wall_clock_ns
         self._on_result = on_result
-        self._writes = _GroupWriter(storage)
+        self._writes = _GroupWriter(storage, write_linger)
         # fallbacks made before this (ns) are re-classified; the breaker starts closed
         self.closed_at_ns = wall_clock_ns()
         self._closed = trio.Event()
@@ -406,13 +407,15 @@ class _Batch:
 
 
 class _GroupWriter:
-    """Store classifications in group commits: whoever finds no write running writes every
-    classification waiting, in one transaction, until none waits; the others wait for the
-    transaction holding theirs. Ingest shares the database's writer, so one transaction per
-    classification would cost it a commit (an fsync) each."""
+    """Store classifications in group commits: whoever finds no write running waits `linger`
+    seconds, then writes every classification waiting in one transaction, until none waits;
+    the others wait for the transaction holding theirs. Ingest shares the database's writer:
+    one transaction per classification would cost it a commit (an fsync) each, and the linger
+    keeps classifications to a few commits a second at most."""
 
-    def __init__(self, storage: Storage) -> None:
+    def __init__(self, storage: Storage, linger: float) -> None:
         self._storage = storage
+        self._linger = linger  # seconds a writer waits for more before its transaction
         self._next = _Batch()
         self._writing = False
 
@@ -426,6 +429,8 @@ class _GroupWriter:
             self._writing = True
             try:
                 while self._next.items:
+                    if self._linger:
+                        await trio.sleep(self._linger)
                     current, self._next = self._next, _Batch()
                     try:
                         await self._storage.write(

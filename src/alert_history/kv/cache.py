@@ -1,5 +1,7 @@
 """The classification cache: `classification:<fingerprint>` in Redis, else in-process.
 
+With Redis, a bounded in-process copy lives `local_ttl` seconds (5 s) in front of it.
+
 Values are the Classification as a JSON object (the legacy service cached a string, B§16.6).
 Redis down is a miss, never an error: the caller goes on to storage or the LLM.
 """
@@ -37,16 +39,22 @@ class ClassificationCache:
         ttl: int,
         max_size: int,
         clock: Callable[[], float],
+        local_ttl: float = 5.0,
     ) -> None:
         self._redis = redis
         self._ttl = ttl
-        self._memory: TTLCache[Classification] = TTLCache(max_size, ttl, clock)
+        # without Redis the whole cache; with Redis a short-lived copy of what this replica
+        # read or wrote, so hot hits skip a round trip (another replica's change shows within
+        # `local_ttl` seconds)
+        local = ttl if redis is None else min(float(ttl), local_ttl)
+        self._memory: TTLCache[Classification] = TTLCache(max_size, local, clock)
         self.kind: Literal["redis", "memory"] = "memory" if redis is None else "redis"
         self.healthy = True  # the last Redis command answered
 
     async def get(self, fingerprint: str) -> Classification | None:
-        if self._redis is None:
-            return self._memory.get(fingerprint)
+        local = self._memory.get(fingerprint)
+        if self._redis is None or local is not None:
+            return local
         try:
             raw = await self._redis.get(cache_key(fingerprint))
         except SharedStateUnavailable as exc:
@@ -56,13 +64,15 @@ class ClassificationCache:
         if raw is None:
             return None
         try:
-            return _decode(raw)
+            found = _decode(raw)
         except msgspec.DecodeError:
             return None  # another writer's format (the legacy service's string): a miss
+        self._memory.put(fingerprint, found)
+        return found
 
     async def put(self, item: Classification) -> None:
+        self._memory.put(item.fingerprint, item)
         if self._redis is None:
-            self._memory.put(item.fingerprint, item)
             return
         try:
             await self._redis.set(cache_key(item.fingerprint), _encode(item), ttl=self._ttl)
@@ -71,8 +81,8 @@ class ClassificationCache:
             self._down(exc)
 
     async def delete(self, fingerprint: str) -> None:
+        self._memory.delete(fingerprint)
         if self._redis is None:
-            self._memory.delete(fingerprint)
             return
         try:
             await self._redis.delete(cache_key(fingerprint))
