@@ -91,7 +91,8 @@ async def test_committed_alerts_are_classified_stored_and_served(
 async def test_unknown_fingerprints_are_404(make_settings: SettingsFactory) -> None:
     async with running_llm_server() as llm, classifying(make_settings, llm) as (_, client, _r):
         for method, path in [("GET", "/classification/nope"),
-                             ("POST", "/classification/refresh/nope")]:  # fmt: skip
+                             ("POST", "/classification/refresh/nope"),
+                             ("GET", "/classification/nope%00x")]:  # fmt: skip
             response = await client.request(method, path)
             assert response.status_code == 404
             assert "nope" in response.json()["detail"]

@@ -105,7 +105,9 @@ def register_classification_routes(app: QuartTrio, deps: HttpDeps) -> None:
         errors: dict[str, str] = {}
 
         async def one(fingerprint: str) -> None:
-            result = await svc.classify_stored(fingerprint, force=body.force_refresh)
+            result = None
+            if _storable(fingerprint):
+                result = await svc.classify_stored(fingerprint, force=body.force_refresh)
             if result is None:
                 errors[fingerprint] = "alert not found"
                 return
@@ -164,7 +166,9 @@ def register_classification_routes(app: QuartTrio, deps: HttpDeps) -> None:
         svc = service()
         if svc is None:
             return error(503, UNAVAILABLE)
-        result = await svc.classify_stored(fingerprint, force=True)
+        result = (
+            await svc.classify_stored(fingerprint, force=True) if _storable(fingerprint) else None
+        )
         if result is None:
             return error(404, f"Alert {fingerprint!r} not found")
         return json_response(classification_response(result[0], cached=False))
@@ -174,10 +178,15 @@ def register_classification_routes(app: QuartTrio, deps: HttpDeps) -> None:
         svc = service()
         if svc is None:
             return error(503, UNAVAILABLE)
-        item = await svc.known(fingerprint)
+        item = await svc.known(fingerprint) if _storable(fingerprint) else None
         if item is None:
             return error(404, f"No classification for {fingerprint!r}")
         return json_response(classification_response(item, cached=True))
+
+
+def _storable(fingerprint: str) -> bool:
+    """No stored fingerprint holds U+0000 (PostgreSQL cannot even compare one): not found."""
+    return "\0" not in fingerprint
 
 
 def _by_severity(db: Db) -> dict[str, dict[str, object]]:
