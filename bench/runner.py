@@ -396,7 +396,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     cls.add_argument("--classify-rounds", type=int, default=2, help="rounds (medians)")
     cls.add_argument("--classify-alerts", type=int, default=400, help="alerts sent to the LLM")
     cls.add_argument(
-        "--classify-requests", type=int, default=2000, help="webhooks per p95 run (2000)"
+        "--classify-requests", type=int, default=1500, help="webhooks per p95 run (1500)"
     )
     parser.add_argument("--output", type=Path, default=ROOT / "bench" / "RESULTS.md")
     parser.add_argument("--keep", action="store_true", help="keep the temp folder (logs, DBs)")
@@ -428,7 +428,7 @@ def _estimate_s(args: argparse.Namespace, profiling: bool) -> dict[str, float]:
         out["pgdriver"] = runs * (args.pgdriver_warmup + args.pgdriver_seconds + 2.5)
     if "classify" in args.only:
         out["classify"] = args.classify_rounds * (
-            args.classify_alerts / 60 + 6 + 2 * (args.classify_requests / 150 + 4)
+            args.classify_alerts / 60 + 10 + 2 * (args.classify_requests / 100 + 5)
         )
     return out
 

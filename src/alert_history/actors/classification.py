@@ -90,7 +90,7 @@ class ClassificationService:
         metrics: Metrics,
         wall_clock_ns: Callable[[], int],
         on_result: Callable[[Classification], None] | None = None,
-        write_linger: float = 0.1,
+        write_linger: float = 0.0,
     ) -> None:
         self.storage = storage
         self.llm = llm
@@ -408,10 +408,9 @@ class _Batch:
 
 class _GroupWriter:
     """Store classifications in group commits: whoever finds no write running waits `linger`
-    seconds, then writes every classification waiting in one transaction, until none waits;
-    the others wait for the transaction holding theirs. Ingest shares the database's writer:
-    one transaction per classification would cost it a commit (an fsync) each, and the linger
-    keeps classifications to a few commits a second at most."""
+    seconds (0: none), then writes every classification waiting in one transaction, until none
+    waits; the others wait for the transaction holding theirs. Ingest shares the database's
+    writer: one transaction per classification would cost it a commit (an fsync) each."""
 
     def __init__(self, storage: Storage, linger: float) -> None:
         self._storage = storage
