@@ -6,7 +6,8 @@ poller reads, in pages, the firing alerts with no classification, and the fallba
 the breaker last closed. It runs every `poll_interval`, when an open breaker lets a trial call
 through (one fallback is retried, no new alert is needed) and at once when the breaker closes.
 Nothing happens while the enrichment mode is `transparent`.
-Memory stays bounded: the inbox's buffer plus `concurrency` alerts in flight.
+Memory stays bounded: the inbox's buffer plus 2 x `concurrency` alerts in flight, of which at
+most `concurrency` are LLM calls (the service's limiter); the others wait for a call or a commit.
 A storage error leaves the alert pending (logged); other errors crash the actor. When the inbox
 ends (shutdown) or on cancellation, work in flight is cancelled: its rows stay pending.
 """
@@ -180,7 +181,8 @@ async def run(
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     async with inbox, trio.open_nursery() as nursery:
-        work = _Work(service, concurrency)
+        # twice the LLM calls: the LLM's slots stay busy while answers wait for their commit
+        work = _Work(service, 2 * concurrency)
         modes = _Mode(mode)
         nursery.start_soon(
             lambda: _poll(work, nursery, modes, interval=poll_interval, page_size=page_size)
