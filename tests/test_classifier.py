@@ -28,7 +28,7 @@ from alert_history.kv import ClassificationCache
 from alert_history.llm import LLMClient, RetryPolicy
 from alert_history.models import AlertEvent, Classification
 from alert_history.storage import Db, open_storage
-from alert_history.storage.classifications import load_classification
+from alert_history.storage.classifications import Subject, load_classification
 from alert_history.storage.executor import SqliteDb
 from alert_history.telemetry import Metrics
 from tests.llm_server import LLMServer, asgi_app
@@ -186,8 +186,8 @@ async def running_classifier(
     concurrency: int = 4,
     mode: Callable[[], object] = enriched,
     poll_interval: float = math.inf,
-) -> AsyncIterator[tuple[trio.MemorySendChannel[str], trio.MemoryReceiveChannel[str]]]:
-    send, recv = trio.open_memory_channel[str](queue_size)
+) -> AsyncIterator[tuple[trio.MemorySendChannel[Subject], trio.MemoryReceiveChannel[Subject]]]:
+    send, recv = trio.open_memory_channel[Subject](queue_size)
     async with trio.open_nursery() as nursery:
         await nursery.start(
             partial(

@@ -41,6 +41,7 @@ from alert_history.kv import ClassificationCache, ModeStore, RedisKV
 from alert_history.llm import LLMClient, RetryPolicy
 from alert_history.messages import EventBatch, IngestRequest
 from alert_history.storage import Storage, open_storage
+from alert_history.storage.classifications import Subject
 from alert_history.storage.rules import RuleBook
 from alert_history.storage.service_settings import StoredSettings
 from alert_history.supervisor import ChildSpec, Restart, Supervisor
@@ -130,7 +131,7 @@ def build_service(
     )
     m.count_mode(settings.enrichment_mode)
     llm_cfg = settings.llm
-    classify_send, classify_recv = trio.open_memory_channel[str](llm_cfg.queue_size)
+    classify_send, classify_recv = trio.open_memory_channel[Subject](llm_cfg.queue_size)
     classification, llm_http = _classification(settings, storage, redis, m, wall_clock_ns, hooks)
 
     async def start_writer(task_status: trio.TaskStatus[None]) -> None:

@@ -37,6 +37,7 @@ from alert_history.storage import Db, Storage
 from alert_history.storage.classifications import (
     Subject,
     load_classification,
+    load_classifications,
     load_subject,
     save_classifications,
 )
@@ -218,6 +219,21 @@ class ClassificationService:
 
     async def subject(self, fingerprint: str) -> Subject | None:
         return await self.storage.read(lambda db: load_subject(db, fingerprint))
+
+    async def kept(self, fingerprints: list[str]) -> dict[str, Classification]:
+        """What is kept for each of `fingerprints`: the cache, then one query for the rest."""
+        found: dict[str, Classification] = {}
+        for fp in fingerprints:
+            cached = await self.cache.get(fp)
+            self._count_cache(cached is not None)
+            if cached is not None:
+                found[fp] = cached
+        missing = [fp for fp in fingerprints if fp not in found]
+        if missing:
+            found.update(
+                await self.storage.read(partial(load_classifications, fingerprints=missing))
+            )
+        return found
 
     async def pending(
         self, fingerprint: str, due: Callable[[Classification], bool]

@@ -1,11 +1,12 @@
-"""Classifier: classify committed firing alerts, at most `concurrency` at a time.
+"""Classifier: classify committed firing alerts, at most `concurrency` LLM calls at a time.
 
-Inbox: fingerprints handed over after each commit (`feeder`, non-blocking: when the inbox is
-full the hint is dropped and the row stays pending). The durable queue is storage itself: a
-poller reads, in pages, the firing alerts with no classification, and the fallbacks made before
-the breaker last closed. It runs every `poll_interval`, when an open breaker lets a trial call
-through (one fallback is retried, no new alert is needed) and at once when the breaker closes.
-Nothing happens while the enrichment mode is `transparent`.
+Inbox: the committed firing alerts (`feeder`, non-blocking: when the inbox is full the hint is
+dropped and the row stays pending); hints waiting together are checked with one query. The
+durable queue is storage itself: a poller reads, in pages, the firing alerts with no
+classification, and the fallbacks made before the breaker last closed. It runs every
+`poll_interval`, when an open breaker lets a trial call through (one fallback is retried, no
+new alert is needed) and at once when the breaker closes. Nothing happens while the
+enrichment mode is `transparent`.
 Memory stays bounded: the inbox's buffer plus 2 x `concurrency` alerts in flight, of which at
 most `concurrency` are LLM calls (the service's limiter); the others wait for a call or a commit.
 A storage error leaves the alert pending (logged); other errors crash the actor. When the inbox
@@ -24,7 +25,7 @@ import trio
 from alert_history.actors.classification import ClassificationService
 from alert_history.errors import StorageError
 from alert_history.models import AlertEvent, Classification
-from alert_history.storage.classifications import pending_fingerprints
+from alert_history.storage.classifications import Subject, pending_fingerprints
 from alert_history.telemetry import Metrics
 
 log = logging.getLogger("alert_history.classifier")
@@ -32,16 +33,27 @@ log = logging.getLogger("alert_history.classifier")
 ModeReader = Callable[[], Awaitable[str]]
 
 
+HINTS_PER_READ = 64  # hints checked against storage with one query
+
+
 def feeder(
-    send: trio.MemorySendChannel[str], metrics: Metrics
+    send: trio.MemorySendChannel[Subject], metrics: Metrics
 ) -> Callable[[list[AlertEvent]], None]:
-    """A callback for the writer: hand committed firing fingerprints over without waiting."""
+    """A callback for the writer: hand committed firing alerts over without waiting.
+
+    A hint carries what the LLM is told (labels, annotations), so the fast path reads nothing
+    back from storage but whether the alert is classified already.
+    """
 
     def feed(events: list[AlertEvent]) -> None:
-        firing = dict.fromkeys(e.fingerprint for e in events if e.status == "firing")
-        for sent, fingerprint in enumerate(firing):
+        firing = {e.fingerprint: e for e in events if e.status == "firing"}
+        for sent, event in enumerate(firing.values()):
+            subject = Subject(
+                fingerprint=event.fingerprint, alertname=event.alertname, status=event.status,
+                labels=event.labels, annotations=event.annotations,
+            )  # fmt: skip
             try:
-                send.send_nowait(fingerprint)
+                send.send_nowait(subject)
             except trio.WouldBlock:
                 metrics.classification_hints_dropped.inc(len(firing) - sent)
                 return
@@ -66,8 +78,16 @@ class _Work:
         while self.finished <= since:
             await self._finished.wait()
 
-    async def start(self, nursery: trio.Nursery, fingerprint: str) -> bool:
-        """Start classifying `fingerprint` once a slot is free; False if it is in flight."""
+    async def start(
+        self,
+        nursery: trio.Nursery,
+        fingerprint: str,
+        known: tuple[Classification | None, Subject] | None = None,
+    ) -> bool:
+        """Start classifying `fingerprint` once a slot is free; False if it is in flight.
+
+        `known`: what is kept for it and its state, already read (else they are read).
+        """
         if fingerprint in self.in_flight:
             return False
         await self.slots.acquire()
@@ -75,12 +95,18 @@ class _Work:
             self.slots.release()
             return False
         self.in_flight.add(fingerprint)
-        nursery.start_soon(self._handle, fingerprint)
+        nursery.start_soon(self._handle, fingerprint, known)
         return True
 
-    async def _handle(self, fingerprint: str) -> None:
+    async def _handle(
+        self, fingerprint: str, known: tuple[Classification | None, Subject] | None
+    ) -> None:
         try:
-            await self._classify(fingerprint)
+            if known is None:
+                await self._classify(fingerprint)
+            else:
+                self.service.counters.total_requests += 1
+                await self.service.classify_subject(known[1], store=True, kept=known[0])
         except StorageError as exc:
             self.service.metrics.classification_errors.labels("storage").inc()
             log.warning(
@@ -95,15 +121,15 @@ class _Work:
 
     async def _classify(self, fingerprint: str) -> None:
         service = self.service
-        kept, subject = await service.pending(fingerprint, self._retry)
-        if kept is not None and not self._retry(kept):
+        kept, subject = await service.pending(fingerprint, self.due)
+        if kept is not None and not self.due(kept):
             return
         if subject is None or subject.status != "firing":
             return
         service.counters.total_requests += 1
         await service.classify_subject(subject, store=True, kept=kept)
 
-    def _retry(self, kept: Classification) -> bool:
+    def due(self, kept: Classification) -> bool:
         """Whether `kept` is a fallback due to be classified again (see `refallback_before`)."""
         before = self.service.refallback_before()
         return kept.fallback and before is not None and kept.created_at < before
@@ -171,7 +197,7 @@ async def _first(*waits: Callable[[], Awaitable[None]]) -> None:
 
 
 async def run(
-    inbox: trio.MemoryReceiveChannel[str],
+    inbox: trio.MemoryReceiveChannel[Subject],
     *,
     service: ClassificationService,
     mode: ModeReader,
@@ -188,7 +214,24 @@ async def run(
             lambda: _poll(work, nursery, modes, interval=poll_interval, page_size=page_size)
         )
         task_status.started()
-        async for fingerprint in inbox:
-            if await modes.classifying():
-                await work.start(nursery, fingerprint)
+        async for first in inbox:
+            hints = {first.fingerprint: first}
+            while len(hints) < HINTS_PER_READ:
+                try:
+                    hint = inbox.receive_nowait()
+                except (trio.WouldBlock, trio.EndOfChannel):
+                    break
+                hints[hint.fingerprint] = hint
+            if not await modes.classifying():
+                continue
+            fresh = [fp for fp in hints if fp not in work.in_flight]
+            try:
+                kept = await service.kept(fresh)
+            except StorageError as exc:
+                log.warning("classification hints left pending", extra={"error": str(exc)})
+                continue
+            for fp in fresh:
+                found = kept.get(fp)
+                if found is None or work.due(found):
+                    await work.start(nursery, fp, (found, hints[fp]))
         nursery.cancel_scope.cancel()  # the poller and work in flight: their rows stay pending
