@@ -756,7 +756,7 @@ def console_summary(runs: list[Run], args: argparse.Namespace) -> str:
 # -- the document: sections between markers, so that `--only` rewrites just its own -----------
 
 TITLE = "# alert-history benchmark"
-SECTION_ORDER = ("ingest", "history", "pgdriver")
+SECTION_ORDER = ("ingest", "history", "pgdriver", "classify")
 _SECTION = re.compile(r"<!-- bench:(\w+) -->\n(.*?)<!-- /bench:\1 -->", re.S)
 
 
@@ -774,14 +774,15 @@ def assemble(new: dict[str, list[str]], previous: str) -> str:
         "",
         "Written by `python -m bench` (`make bench` runs every section). Each section says when "
         "and by which command it was produced: `python -m bench --only "
-        "ingest|history|pgdriver` (comma-separated) rewrites only those sections and keeps the "
-        "others as they were.",
+        "ingest|history|pgdriver|classify` (comma-separated) rewrites only those sections and "
+        "keeps the others as they were.",
         "",
         "- [Webhook ingest: SQLite, PostgreSQL and the bare server]"
         "(#webhook-ingest-the-service-on-sqlite-and-on-postgresql-against-the-bare-server)",
         "- [History at scale](#history-at-scale-get-history-latency-on-a-loaded-database)",
         "- [psycopg driver choice]"
         "(#psycopg-driver-choice-sync-pool-in-threads-vs-asyncconnectionpool-under-trio-asyncio)",
+        "- [Classification](#classification-llm-throughput-cache-hits-webhook-cost)",
         "",
     ]
     for name in SECTION_ORDER:

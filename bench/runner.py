@@ -9,6 +9,8 @@
 - history: GET /history latency on a million loaded events, both backends (`bench.history`).
 - pgdriver: psycopg's sync pool in threads against AsyncConnectionPool under trio-asyncio, on
   the service's own group-commit statements (`bench.pgdriver`).
+- classify: LLM classifications/s, cache hits/s, webhook p95 with classification on vs off
+  (`bench.classify`).
 
 One throwaway PostgreSQL server (`bench.pgserver`) is started for the whole bench.
 """
@@ -27,7 +29,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench import ceiling, history, load, machine, pgdriver, profile, report
+from bench import ceiling, classify, history, load, machine, pgdriver, profile, report
 from bench.payloads import Payload, one_alert, ten_alerts
 from bench.pgserver import PostgresServer
 from bench.servers import ROOT, Server
@@ -35,7 +37,7 @@ from bench.servers import ROOT, Server
 SERVERS = ("ceiling", "service", "postgres")
 #: the payloads the service on PostgreSQL is run with (the other kinds run every payload)
 POSTGRES_PAYLOADS = ("10-alert",)
-SECTIONS = ("ingest", "history", "pgdriver")
+SECTIONS = ("ingest", "history", "pgdriver", "classify")
 
 
 @dataclass(frozen=True)
@@ -332,7 +334,8 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         type=_sections,
         default=list(SECTIONS),
         metavar="SECTIONS",
-        help="comma-separated sections to run: ingest, history, pgdriver (default: all); the "
+        help="comma-separated sections to run: ingest, history, pgdriver, classify (default: "
+        "all); the "
         "others keep what bench/RESULTS.md already has",
     )
     parser.add_argument(
@@ -389,6 +392,12 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     )
     drv.add_argument("--pgdriver-warmup", type=float, default=0.5)
     drv.add_argument("--pgdriver-seconds", type=float, default=2.5, help="measured s per run")
+    cls = parser.add_argument_group("classify")
+    cls.add_argument("--classify-rounds", type=int, default=2, help="rounds (medians)")
+    cls.add_argument("--classify-alerts", type=int, default=400, help="alerts sent to the LLM")
+    cls.add_argument(
+        "--classify-requests", type=int, default=1500, help="webhooks per p95 run (1500)"
+    )
     parser.add_argument("--output", type=Path, default=ROOT / "bench" / "RESULTS.md")
     parser.add_argument("--keep", action="store_true", help="keep the temp folder (logs, DBs)")
     args = parser.parse_args(argv)
@@ -417,6 +426,10 @@ def _estimate_s(args: argparse.Namespace, profiling: bool) -> dict[str, float]:
     if "pgdriver" in args.only and args.postgres:
         runs = args.pgdriver_rounds * 2 * len(args.pgdriver_tasks)
         out["pgdriver"] = runs * (args.pgdriver_warmup + args.pgdriver_seconds + 2.5)
+    if "classify" in args.only:
+        out["classify"] = args.classify_rounds * (
+            args.classify_alerts / 60 + 10 + 2 * (args.classify_requests / 100 + 5)
+        )
     return out
 
 
@@ -523,6 +536,11 @@ def main(argv: list[str] | None = None) -> int:
             drv = pgdriver.run(args, pg=pg, command=command)
             sections["pgdriver"] = pgdriver.render(drv)
             summaries.append(pgdriver.console_summary(drv))
+        if "classify" in args.only:
+            print("bench: == classify ==", flush=True)
+            cls = classify.run(args, command=command)
+            sections["classify"] = classify.render(cls)
+            summaries.append(classify.console_summary(cls))
         elapsed = time.monotonic() - started
         previous = args.output.read_text(encoding="utf-8") if args.output.exists() else ""
         args.output.write_text(report.assemble(sections, previous), encoding="utf-8")

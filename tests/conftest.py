@@ -18,6 +18,7 @@ from alert_history.app import Service, run_service
 from alert_history.config import Settings, load_settings
 from alert_history.storage import Storage, open_storage
 from tests.pg import PostgresServer, find_pg_bin
+from tests.redis_server import RedisServer, find_redis_server
 from tests.support import service_env
 
 SettingsFactory = Callable[..., Settings]
@@ -95,3 +96,25 @@ async def storage(storage_url: str) -> AsyncIterator[Storage]:
         yield backend
     finally:
         await backend.aclose()
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    """One throwaway redis-server for the session; `redis_url` empties it for each test."""
+    binary = find_redis_server()
+    if binary is None:
+        pytest.fail("redis-server is not installed: `make test` installs it (apt-get redis-server)")
+    base = Path(tempfile.mkdtemp(prefix="alert-history-redis-"))
+    server = RedisServer(base, binary)
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture
+def redis_url(redis_server: RedisServer) -> str:
+    redis_server.flush()
+    return redis_server.url

@@ -134,6 +134,12 @@ class LLMServer:
 
 async def _app(server: LLMServer, scope: Scope, receive: ASGIReceiveCallable,
                send: ASGISendCallable) -> None:  # fmt: skip
+    if scope["type"] == "http" and scope["path"] == "/stats":  # not recorded: the count so far
+        body = json.dumps({"requests": len(server.requests), "mode": server.mode}).encode()
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", b"application/json")]})  # fmt: skip
+        await send({"type": "http.response.body", "body": body, "more_body": False})
+        return
     if scope["type"] == "http" and server.mode == "hang":
         server.requests.append(Recorded(scope["path"], {}, {}))
         server.request_seen.set()
@@ -142,12 +148,19 @@ async def _app(server: LLMServer, scope: Scope, receive: ASGIReceiveCallable,
     await server.app(scope, receive, send)
 
 
+def asgi_app(server: LLMServer) -> Any:
+    """The server's ASGI app, for httpx.ASGITransport (no sockets: virtual-clock tests)."""
+    return partial(_app, server)
+
+
 @asynccontextmanager
-async def running_llm_server(mode: Mode = "tool_calls") -> AsyncIterator[LLMServer]:
-    """Serve on 127.0.0.1 (a free port) until the block ends."""
-    server = LLMServer(mode=mode)
+async def running_llm_server(
+    mode: Mode = "tool_calls", *, port: int = 0, delay: float = 0.0
+) -> AsyncIterator[LLMServer]:
+    """Serve on 127.0.0.1 (a free port unless `port`) until the block ends."""
+    server = LLMServer(mode=mode, delay=delay)
     config = Config()
-    config.bind = ["127.0.0.1:0"]
+    config.bind = [f"127.0.0.1:{port}"]
     config.accesslog = None
     config.errorlog = logging.getLogger("tests.llm_server")
     config.graceful_timeout = 0.1
@@ -158,3 +171,25 @@ async def running_llm_server(mode: Mode = "tool_calls") -> AsyncIterator[LLMServ
             yield server
         finally:
             nursery.cancel_scope.cancel()
+
+
+async def _serve_forever(mode: Mode, port: int, delay: float) -> None:
+    async with running_llm_server(mode, port=port, delay=delay) as server:
+        print(server.url, flush=True)  # the parent reads the URL: the server is listening
+        await trio.sleep_forever()
+
+
+def main() -> None:
+    """`python -m tests.llm_server --port P [--mode M] [--delay S]`: a stand-in LLM process."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--mode", default="tool_calls")
+    parser.add_argument("--delay", type=float, default=0.0)
+    args = parser.parse_args()
+    trio.run(_serve_forever, args.mode, args.port, args.delay)  # ends on SIGTERM (killed)
+
+
+if __name__ == "__main__":
+    main()

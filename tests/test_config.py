@@ -48,12 +48,26 @@ LEGACY_TABLE: list[tuple[str, str, str, object]] = [
     ("DATABASE_AUTO_MIGRATE", "false", "database.auto_migrate", False),
     ("AUTO_MIGRATE", "false", "database.auto_migrate", False),
     ("REDIS_URL", "redis://cache:6379/0", "redis.url", "redis://cache:6379/0"),
+    ("REDIS_TIMEOUT", "0.2", "redis.timeout", 0.2),
     ("LLM_ENABLED", "true", "llm.enabled", True),
+    ("ENABLE_CLASSIFICATION", "true", "llm.enabled", True),
     ("LLM_PROXY_URL", "http://llm:8080", "llm.proxy_url", "http://llm:8080"),
     ("LLM_API_KEY", "sk-test", "llm.api_key", "sk-test"),
     ("LLM_MODEL", "gpt-4o", "llm.model", "gpt-4o"),
     ("LLM_TIMEOUT", "4", "llm.timeout", 4.0),
     ("LLM_MAX_RETRIES", "0", "llm.max_retries", 0),
+    ("LLM_CONCURRENCY", "4", "llm.concurrency", 4),
+    ("LLM_CACHE_TTL", "60", "llm.cache_ttl", 60),
+    ("LLM_CACHE_SIZE", "10", "llm.cache_size", 10),
+    ("LLM_QUEUE_SIZE", "8", "llm.queue_size", 8),
+    ("LLM_POLL_INTERVAL", "0.5", "llm.poll_interval", 0.5),
+    ("LLM_PAGE_SIZE", "7", "llm.page_size", 7),
+    ("LLM_BREAKER_FAILURES", "2", "llm.breaker_failures", 2),
+    ("LLM_BREAKER_FAILURE_RATE", "0.25", "llm.breaker_failure_rate", 0.25),
+    ("LLM_BREAKER_WINDOW", "10", "llm.breaker_window", 10.0),
+    ("LLM_BREAKER_MIN_CALLS", "3", "llm.breaker_min_calls", 3),
+    ("LLM_BREAKER_SLOW_CALL", "1.5", "llm.breaker_slow_call", 1.5),
+    ("LLM_BREAKER_RESET", "5", "llm.breaker_reset", 5.0),
     ("INGEST_QUEUE_SIZE", "16", "ingest.queue_size", 16),
     ("DEDUP_QUEUE_SIZE", "17", "ingest.dedup_queue_size", 17),
     ("WRITER_QUEUE_SIZE", "18", "ingest.writer_queue_size", 18),
@@ -68,7 +82,9 @@ LEGACY_TABLE: list[tuple[str, str, str, object]] = [
 
 # One row per field for the generic names (the first legacy row of each path takes a plain value).
 GENERIC_TABLE = [
-    row for row in LEGACY_TABLE if row[0] not in {"SERVER_HOST", "SERVER_PORT", "AUTO_MIGRATE"}
+    row
+    for row in LEGACY_TABLE
+    if row[0] not in {"SERVER_HOST", "SERVER_PORT", "AUTO_MIGRATE", "ENABLE_CLASSIFICATION"}
 ]
 GENERIC_TABLE = [row for row in GENERIC_TABLE if row[0] not in {"SQLITE_PATH", "ALERT_HISTORY_DB"}]
 

@@ -2,7 +2,8 @@
 
 Tree (children start in order, stop in reverse):
     root (one_for_one)
-    ├── pipeline (one_for_one): writer, router, deduplicator, ingest   (consumers first)
+    ├── pipeline (one_for_one): [classifier], writer, router, deduplicator, ingest
+    │                           (consumers first; the classifier only with LLM_ENABLED)
     ├── metrics
     └── http                                                   (started last, stopped first)
 Every channel is opened here once; each actor incarnation gets `.clone()`s, so a restart loses
@@ -17,10 +18,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import httpx
 import trio
 
 from alert_history.actors import (
+    ClassificationService,
     Hooks,
+    classifier,
     deduplicator,
     housekeeping,
     ingest,
@@ -30,11 +34,16 @@ from alert_history.actors import (
 )
 from alert_history.config import Settings, redacted
 from alert_history.domain import FingerprintVerifier
+from alert_history.domain.breaker import BreakerPolicy, CircuitBreaker
 from alert_history.http import HttpDeps, WebhookLimits, create_asgi, serve_http
 from alert_history.http.server import hypercorn_config
+from alert_history.kv import ClassificationCache, ModeStore, RedisKV
+from alert_history.llm import LLMClient, RetryPolicy
 from alert_history.messages import EventBatch, IngestRequest
 from alert_history.storage import Storage, open_storage
+from alert_history.storage.classifications import Subject
 from alert_history.storage.rules import RuleBook
+from alert_history.storage.service_settings import StoredSettings
 from alert_history.supervisor import ChildSpec, Restart, Supervisor
 from alert_history.telemetry import Metrics
 
@@ -49,6 +58,10 @@ class Service:
     storage: Storage
     metrics: Metrics
     root: Supervisor
+    modes: ModeStore
+    classification: ClassificationService | None = None
+    redis: RedisKV | None = None
+    llm_http: httpx.AsyncClient | None = None
     bound: list[str] = field(default_factory=list)
     draining: bool = False
 
@@ -56,6 +69,13 @@ class Service:
     def url(self) -> str:
         """The first bound URL, with a wildcard host replaced by 127.0.0.1."""
         return self.bound[0].replace("0.0.0.0", "127.0.0.1")
+
+    async def aclose(self) -> None:
+        """Close the clients the service opened (after the tree stopped)."""
+        if self.llm_http is not None:
+            await self.llm_http.aclose()
+        if self.redis is not None:
+            self.redis.close()
 
     async def shutdown(self) -> None:
         """Orderly stop: readiness off, HTTP drains, channels drain in order, last commit."""
@@ -101,6 +121,18 @@ def build_service(
     writer_send, writer_recv = trio.open_memory_channel[EventBatch](cfg.writer_queue_size)
     verifier = FingerprintVerifier()
     rules = RuleBook(storage)
+    redis = None
+    if settings.redis.url:
+        redis = RedisKV(settings.redis.url, timeout=settings.redis.timeout)
+    modes = ModeStore(
+        redis=redis,
+        stored=StoredSettings(storage, wall_clock_ns),
+        default=settings.enrichment_mode,
+    )
+    m.count_mode(settings.enrichment_mode)
+    llm_cfg = settings.llm
+    classify_send, classify_recv = trio.open_memory_channel[Subject](llm_cfg.queue_size)
+    classification, llm_http = _classification(settings, storage, redis, m, wall_clock_ns, hooks)
 
     async def start_writer(task_status: trio.TaskStatus[None]) -> None:
         await writer.run(
@@ -109,6 +141,19 @@ def build_service(
             batch_max=cfg.writer_batch_max,
             metrics=m,
             hooks=hooks,
+            committed=None if classification is None else classifier.feeder(classify_send, m),
+            task_status=task_status,
+        )
+
+    async def start_classifier(task_status: trio.TaskStatus[None]) -> None:
+        assert classification is not None
+        await classifier.run(
+            classify_recv.clone(),
+            service=classification,
+            mode=modes.mode,
+            concurrency=llm_cfg.concurrency,
+            poll_interval=llm_cfg.poll_interval,
+            page_size=llm_cfg.page_size,
             task_status=task_status,
         )
 
@@ -162,13 +207,15 @@ def build_service(
             ingest=lambda: http.ingest,
             limits=WebhookLimits(cfg.enqueue_timeout, cfg.commit_timeout, cfg.retry_after),
             max_body_bytes=settings.server.max_body_bytes,
-            supervisor_tree=lambda: root.health().to_dict(),
+            supervisor_tree=lambda: _with_breaker(root.health().to_dict(), classification),
             actors_ready=lambda: root.health().critical_children_running(),
             draining=lambda: service.draining,
             wall_clock=wall_clock,
             started_at=wall_clock(),
             rules_changed=rules.invalidate,
             stale_firing_after=settings.stale_firing_after,
+            modes=modes,
+            classification=classification,
         )
     )
     server = settings.server
@@ -192,9 +239,22 @@ def build_service(
                 http.ingest = None
 
     grace = server.graceful_timeout
+    classifier_children = []
+    if classification is not None:
+        # started before the writer that feeds it, stopped after it
+        classifier_children.append(
+            ChildSpec(
+                "classifier",
+                start_classifier,
+                stop=classify_send.close,
+                inbox=classify_recv,
+                shutdown_timeout=1.0,
+            )
+        )
     pipeline = Supervisor(
         "pipeline",
         [
+            *classifier_children,
             ChildSpec(
                 "writer",
                 start_writer,
@@ -244,11 +304,88 @@ def build_service(
             "deduplicator": dedup_recv,
             "router": router_recv,
             "writer": writer_recv,
+            "classifier": classify_recv,
         },
         lambda: root.health().walk(),
     )
-    service = Service(settings=settings, storage=storage, metrics=m, root=root)
+    service = Service(
+        settings=settings,
+        storage=storage,
+        metrics=m,
+        root=root,
+        modes=modes,
+        classification=classification,
+        redis=redis,
+        llm_http=llm_http,
+    )
     return service
+
+
+def _classification(
+    settings: Settings,
+    storage: Storage,
+    redis: RedisKV | None,
+    metrics: Metrics,
+    wall_clock_ns: Callable[[], int],
+    hooks: Hooks,
+) -> tuple[ClassificationService | None, httpx.AsyncClient | None]:
+    """The classifier's engine when LLM classification is enabled, and its HTTP client."""
+    cfg = settings.llm
+    if not cfg.enabled:
+        return None, None
+    http = httpx.AsyncClient(
+        limits=httpx.Limits(max_connections=cfg.concurrency * 2),
+        timeout=cfg.timeout,
+    )
+    llm = LLMClient(
+        http,
+        base_url=cfg.proxy_url,
+        api_key=cfg.api_key,
+        model=cfg.model,
+        timeout=cfg.timeout,
+        retry=RetryPolicy(max_retries=cfg.max_retries),
+    )
+    policy = BreakerPolicy(
+        failure_threshold=cfg.breaker_failures,
+        failure_rate=cfg.breaker_failure_rate,
+        window=cfg.breaker_window,
+        min_calls=cfg.breaker_min_calls,
+        slow_call=cfg.breaker_slow_call,
+        reset_timeout=cfg.breaker_reset,
+    )
+    cache = ClassificationCache(
+        redis=redis, ttl=cfg.cache_ttl, max_size=cfg.cache_size, clock=trio.current_time
+    )
+    service = ClassificationService(
+        storage=storage,
+        llm=llm,
+        cache=cache,
+        breaker=CircuitBreaker(policy),
+        concurrency=cfg.concurrency,
+        timeout=cfg.timeout,
+        metrics=metrics,
+        wall_clock_ns=wall_clock_ns,
+        on_result=hooks.classified,
+    )
+    return service, http
+
+
+def _with_breaker(
+    tree: dict[str, object], classification: ClassificationService | None
+) -> dict[str, object]:
+    """The supervision tree with the LLM breaker's state on the classifier child."""
+    if classification is None:
+        return tree
+    children = tree.get("children")
+    if isinstance(children, list):
+        for child in children:
+            if not isinstance(child, dict):
+                continue
+            if child.get("name") == "classifier" and child.get("kind") == "child":
+                child["circuit_breaker"] = classification.breaker_view()
+            else:
+                _with_breaker(child, classification)
+    return tree
 
 
 async def run_service(
@@ -264,8 +401,9 @@ async def run_service(
     storage = await open_storage(
         db.url, migrate=db.auto_migrate, pool_size=db.pool_size, query_timeout=db.query_timeout
     )
+    built: Service | None = None
     try:
-        service = build_service(settings, storage, hooks=hooks or Hooks())
+        service = built = build_service(settings, storage, hooks=hooks or Hooks())
         async with trio.open_nursery() as nursery:
 
             async def supervise(task_status: trio.TaskStatus[None]) -> None:
@@ -282,6 +420,8 @@ async def run_service(
     finally:
         with trio.move_on_after(5) as cleanup:
             cleanup.shield = True
+            if built is not None:
+                await built.aclose()
             await storage.aclose()
     log.info("stopped")
 

@@ -46,3 +46,7 @@ class SupervisorGaveUp(AlertHistoryError):
         self.supervisor = supervisor
         self.child = child
         self.cause = cause
+
+
+class SharedStateUnavailable(AlertHistoryError):
+    """Redis (shared fast state) did not answer in time; callers degrade, never fail a request."""

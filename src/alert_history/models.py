@@ -96,6 +96,13 @@ class Classification(msgspec.Struct, frozen=True, kw_only=True):
     model: str | None = None
     source: str  # a ClassificationSource
     created_at: int  # ns since the epoch
+    prompt_version: str | None = None
+    tokens: int | None = None  # total tokens the LLM used for it
+
+    @property
+    def fallback(self) -> bool:
+        """Whether this is the rule-based answer given while the LLM was unavailable."""
+        return self.source == "fallback" or self.metadata.get("fallback") is True
 
 
 class StoredEvent(msgspec.Struct, frozen=True, kw_only=True):

@@ -21,6 +21,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+MODE_STATUS = {"transparent": 0, "enriched": 1, "transparent_with_recommendations": 2}
 
 
 class _ChannelStats(Protocol):
@@ -120,6 +121,87 @@ class Metrics:
         self.database_size = Gauge(
             "alert_history_database_size_bytes", "Size of the database file", registry=r
         )
+        self._classification(r)
+        self._enrichment(r)
+
+    def _classification(self, r: CollectorRegistry) -> None:
+        self.classifications = Counter(
+            "alert_history_classification",
+            "Classifications made, by severity and model (model 'fallback': rule-based)",
+            ["severity", "model"],
+            registry=r,
+        )
+        self.classification_duration = Histogram(
+            "alert_history_classification_duration_seconds",
+            "Duration of one LLM classification, retries included",
+            ["model"],
+            buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 3, 5, 10, 20, 30, 60),
+            registry=r,
+        )
+        self.classification_errors = Counter(
+            "alert_history_classification_errors",
+            "LLM classifications that failed: timeout, connect, status_5xx, rate_limited, "
+            "status_4xx, malformed, breaker_open, storage",
+            ["error_type"],
+            registry=r,
+        )
+        self.classification_tokens = Counter(
+            "alert_history_classification_tokens",
+            "Tokens the LLM used for classifications",
+            ["model"],
+            registry=r,
+        )
+        self.classification_hints_dropped = Counter(
+            "alert_history_classification_hints_dropped",
+            "Committed alerts not handed to the classifier at once (its queue was full); "
+            "the poller classifies them later",
+            registry=r,
+        )
+        self.cache_hits = Counter(
+            "alert_history_cache_hits", "Cache hits", ["cache_type"], registry=r
+        )
+        self.cache_misses = Counter(
+            "alert_history_cache_misses", "Cache misses", ["cache_type"], registry=r
+        )
+        self.breaker_state = Gauge(
+            "alert_history_llm_circuit_breaker_state",
+            "State of the LLM circuit breaker: 0 closed, 1 half-open, 2 open",
+            registry=r,
+        )
+        self.breaker_opened = Counter(
+            "alert_history_llm_circuit_breaker_opened",
+            "Times the LLM circuit breaker opened",
+            registry=r,
+        )
+
+    def _enrichment(self, r: CollectorRegistry) -> None:
+        self.enrichment_mode_status = Gauge(
+            "alert_history_enrichment_mode_status",
+            "Enrichment mode: 0 transparent, 1 enriched, 2 transparent_with_recommendations",
+            registry=r,
+        )
+        self.enrichment_mode_switches = Counter(
+            "alert_history_enrichment_mode_switches",
+            "Enrichment mode changes",
+            ["from_mode", "to_mode"],
+            registry=r,
+        )
+        self.enrichment_mode_requests = Counter(
+            "alert_history_enrichment_mode_requests",
+            "Requests to /enrichment/mode",
+            ["method", "mode"],
+            registry=r,
+        )
+        self.enrichment_transparent_alerts = Counter(
+            "alert_history_enrichment_transparent_alerts",
+            "Alerts received while the mode was transparent",
+            registry=r,
+        )
+        self.enrichment_enriched_alerts = Counter(
+            "alert_history_enrichment_enriched_alerts",
+            "Alerts received while the mode was enriched or transparent_with_recommendations",
+            registry=r,
+        )
 
     def watch(
         self,
@@ -128,6 +210,14 @@ class Metrics:
     ) -> None:
         """Export channel depth/capacity and per-actor restarts, read at scrape time."""
         self.registry.register(_LiveCollector(channels, restarts))
+
+    def count_mode(self, mode: str, alerts: int = 0) -> None:
+        """Set the mode gauge and count `alerts` received in `mode`."""
+        self.enrichment_mode_status.set(MODE_STATUS.get(mode, 1))
+        if mode == "transparent":
+            self.enrichment_transparent_alerts.inc(alerts)
+        else:
+            self.enrichment_enriched_alerts.inc(alerts)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

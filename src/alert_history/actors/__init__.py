@@ -1,6 +1,25 @@
 """The actors of the pipeline; each module has one `run(inbox, outbox, *, deps, task_status)`."""
 
-from alert_history.actors import deduplicator, housekeeping, ingest, metrics, router, writer
+from alert_history.actors import (
+    classifier,
+    deduplicator,
+    housekeeping,
+    ingest,
+    metrics,
+    router,
+    writer,
+)
+from alert_history.actors.classification import ClassificationService
 from alert_history.actors.hooks import Hooks
 
-__all__ = ["Hooks", "deduplicator", "housekeeping", "ingest", "metrics", "router", "writer"]
+__all__ = [
+    "ClassificationService",
+    "Hooks",
+    "classifier",
+    "deduplicator",
+    "housekeeping",
+    "ingest",
+    "metrics",
+    "router",
+    "writer",
+]

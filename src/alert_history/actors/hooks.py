@@ -6,7 +6,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from alert_history.messages import EventBatch
-from alert_history.models import AlertEvent
+from alert_history.models import AlertEvent, Classification
 
 
 @dataclass(frozen=True)
@@ -17,3 +17,5 @@ class Hooks:
     before_commit: Callable[[int], Awaitable[None]] | None = None
     #: called by the storage writer after each group commit with the events it committed
     after_commit: Callable[[list[AlertEvent]], None] | None = None
+    #: called by the classifier with every classification it stored (LLM or fallback)
+    classified: Callable[[Classification], None] | None = None

@@ -1,21 +1,24 @@
 """Storage writer: group commit.
 
-Inbox: `EventBatch` from the deduplicator. No outbox yet (committed events will feed the
-broadcaster and classifier). Every batch that waited while the previous transaction ran goes
-into the next transaction, up to `batch_max` events; each request is answered only after its
-transaction committed. A storage error answers the waiting requests with it (the HTTP edge turns
-it into 503) and the writer carries on; any other error also crashes the actor.
+Inbox: `EventBatch` from the router. No outbox: `committed` is told of each commit's events
+without waiting (the classifier's fast path). Every batch that waited while the previous
+transaction ran goes into the next transaction, up to `batch_max` events; each request is
+answered only after its transaction committed. A storage error answers the waiting requests
+with it (the HTTP edge turns it into 503) and the writer carries on; any other error also
+crashes the actor.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 import trio
 
 from alert_history.actors.hooks import Hooks
 from alert_history.errors import StorageError
 from alert_history.messages import EventBatch
+from alert_history.models import AlertEvent
 from alert_history.storage import Storage
 from alert_history.telemetry import Metrics
 
@@ -45,6 +48,7 @@ async def run(
     batch_max: int,
     metrics: Metrics,
     hooks: Hooks,
+    committed: Callable[[list[AlertEvent]], None] | None = None,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     async with inbox:
@@ -73,5 +77,7 @@ async def run(
             metrics.states_written.labels("repeat").inc(outcome.repeated)
             for batch in group:
                 batch.reply.set(outcome)
+            if committed is not None:
+                committed(events)  # must not block: the classifier's hints
             if hooks.after_commit is not None:
                 hooks.after_commit(events)

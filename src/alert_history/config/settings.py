@@ -64,6 +64,7 @@ class RedisSettings(_Section, frozen=True, forbid_unknown_fields=True, kw_only=T
     """Optional Redis; `url=None` keeps shared state in-process."""
 
     url: str | None = None
+    timeout: PositiveFloat = 0.5  # socket timeout of one command; slower counts as Redis down
 
 
 class LLMSettings(_Section, frozen=True, forbid_unknown_fields=True, kw_only=True):
@@ -73,8 +74,20 @@ class LLMSettings(_Section, frozen=True, forbid_unknown_fields=True, kw_only=Tru
     proxy_url: str = "http://localhost:8000"
     api_key: str | None = None
     model: str = "gpt-4"
-    timeout: PositiveFloat = 30.0
+    timeout: PositiveFloat = 30.0  # one classification, retries included, ends after this long
     max_retries: NonNegativeInt = 3
+    concurrency: PositiveInt = 16  # LLM calls in flight
+    queue_size: PositiveInt = 1024  # fast-path hints; a full queue leaves rows to the poller
+    poll_interval: PositiveFloat = 5.0  # seconds between scans of the unclassified rows
+    page_size: PositiveInt = 100  # rows per scan
+    cache_ttl: PositiveInt = 3600  # seconds a classification stays in the cache
+    cache_size: PositiveInt = 10_000  # entries of the in-process cache (no Redis)
+    breaker_failures: PositiveInt = 5  # consecutive failures that open the breaker
+    breaker_failure_rate: Annotated[float, msgspec.Meta(gt=0, le=1)] = 0.5
+    breaker_window: PositiveFloat = 60.0
+    breaker_min_calls: PositiveInt = 10
+    breaker_slow_call: PositiveFloat = 10.0  # a slower classification counts as a failure
+    breaker_reset: PositiveFloat = 30.0  # open -> half-open after this long
 
 
 class IngestSettings(_Section, frozen=True, forbid_unknown_fields=True, kw_only=True):

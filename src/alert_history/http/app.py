@@ -17,7 +17,9 @@ from werkzeug.exceptions import HTTPException
 
 from alert_history.domain import decode_postable_alerts, decode_webhook
 from alert_history.errors import AlertHistoryError, StorageError
+from alert_history.http.classification_routes import register_classification_routes
 from alert_history.http.deps import HttpDeps
+from alert_history.http.enrichment_routes import register_enrichment_routes
 from alert_history.http.fastpath import ASGIApp, WebhookFastPath
 from alert_history.http.history import QueryError, parse_history_query, render_page
 from alert_history.http.report_routes import register_report_routes
@@ -39,6 +41,7 @@ def create_asgi(deps: HttpDeps) -> ASGIApp:
         limits=deps.limits,
         metrics=deps.metrics,
         wall_clock=deps.wall_clock,
+        mode=deps.modes.mode,
     )
     webhook = partial(accept, decode=decode_webhook)
     routes = {
@@ -111,6 +114,8 @@ def create_app(deps: HttpDeps) -> QuartTrio:
     register_report_routes(app, deps)
     register_rule_routes(app, deps, rules_changed=deps.rules_changed)
     register_timeline_routes(app, deps)
+    register_enrichment_routes(app, deps)
+    register_classification_routes(app, deps)
 
     @app.get("/healthz")
     async def healthz() -> Response:

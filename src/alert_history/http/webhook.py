@@ -7,7 +7,7 @@ a wait longer than the enqueue budget plus the commit budget.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import trio
@@ -69,6 +69,7 @@ async def accept_webhook(
     limits: WebhookLimits,
     metrics: Metrics,
     wall_clock: Callable[[], float],
+    mode: Callable[[], Awaitable[str]] | None = None,
 ) -> WebhookAnswer:
     """Return the answer for one webhook body."""
     started = trio.current_time()
@@ -107,8 +108,11 @@ async def accept_webhook(
             log.warning("webhook not stored", extra={"error": f"{type(exc).__name__}: {exc}"})
             metrics.webhook_errors.labels("pipeline").inc()
             return _busy(limits, "pipeline restarting, retry later")
-        elapsed_ms = int((trio.current_time() - started) * 1000)
         count = len(batch.alerts)
+        # read per webhook: a switch through any replica applies to the next webhook
+        current = "enriched" if mode is None else await mode()
+        metrics.count_mode(current, count)
+        elapsed_ms = int((trio.current_time() - started) * 1000)
         log.info(
             "webhook stored",
             extra={"alerts": count, "receiver": batch.receiver, "status": batch.status},
@@ -120,7 +124,7 @@ async def accept_webhook(
                 "message": "Webhook processed successfully",
                 "processed": count,
                 "processed_alerts": count,
-                "mode": "legacy",
+                "mode": current,
                 "processing_time_ms": elapsed_ms,
                 "timestamp": wall_clock(),
             },
