@@ -1,0 +1,169 @@
+"""GET /report's rollup: per UTC day and (alertname, namespace), what a report needs of the day.
+
+Tables (migration 0006): `report_days` holds one row per (day, alertname, namespace) with the
+day's counts, notifications, first row, first and last status, the status changes between the
+day's rows of the key and the first of them, and the episodes that lie wholly in that day and
+key ("single": every row of the episode in the day and key); `report_multi` holds the rows of
+every other episode, one row each; `report_dirty` names the days whose rows are not (or no
+longer) what `report_days` says.
+
+Triggers on `alert_events` mark a day dirty when one of its rows, or a row of an episode with a
+row in it, is inserted, deleted or changed, whatever writes it (the service's group commit,
+imports, retention, bulk loads, plain SQL), in the writer's own transaction. A repeat
+notification, which only adds to a row's notify_count, is added to the day's row instead, so
+old days stay clean while their alerts keep firing.
+
+`refresh` recomputes dirty days from their rows, a few days per transaction; the report reads
+whole clean days from `report_days` and every other row of its window (partial first and last
+days, dirty days) from `alert_events` directly, so its numbers never depend on how fresh the
+rollup is, only its speed does. On PostgreSQL `refresh` locks the three tables against the
+triggers (SHARE ROW EXCLUSIVE) before it reads, so a writer's trigger waits for it, never
+interleaves with it; readers are not blocked.
+"""
+
+from __future__ import annotations
+
+import logging
+from functools import partial
+
+import trio
+
+from alert_history.errors import StorageError
+from alert_history.storage.base import Storage
+from alert_history.storage.executor import Db
+
+log = logging.getLogger("alert_history.report_rollup")
+
+NS_PER_DAY = 86_400 * 1_000_000_000
+QUICK_RESOLUTION_NS = 300 * 1_000_000_000  # `resolved_within_5m_share`
+
+# A resolved state ends its episode when it has an end not before the start.
+VALID_END = "status = 'resolved' AND ends_at <> 0 AND ends_at >= starts_at"
+
+# Per (day, alertname, namespace) over the rows of `src` (a CTE with at least id, alertname,
+# namespace, status, first_seen, notify_count): the columns of report_days up to change_id.
+# One ordering (the key's rows in first_seen, id order within the day) serves every window.
+SEGMENTS = """
+{name}_o AS (
+    SELECT first_seen / {day_ns} AS day, alertname, namespace, status, first_seen, id,
+           notify_count,
+           lag(status) OVER w AS prev, lead(status) OVER w AS nxt,
+           row_number() OVER w AS rn
+    FROM {src}
+    WINDOW w AS (PARTITION BY first_seen / {day_ns}, alertname, namespace
+                 ORDER BY first_seen, id)
+), {name}_c AS (
+    SELECT day, alertname, namespace, status, first_seen, id, notify_count, prev, nxt, rn,
+           sum(CASE WHEN status <> prev THEN 1 ELSE 0 END) OVER (
+               PARTITION BY day, alertname, namespace ORDER BY first_seen, id
+               ROWS UNBOUNDED PRECEDING) AS changes
+    FROM {name}_o
+), {name} AS (
+    SELECT day, alertname, namespace, count(*) AS events,
+           count(CASE WHEN status = 'firing' THEN 1 END) AS firing,
+           count(CASE WHEN status = 'resolved' THEN 1 END) AS resolved,
+           sum(notify_count) AS notifications,
+           min(CASE WHEN rn = 1 THEN first_seen END) AS first_seen,
+           min(CASE WHEN rn = 1 THEN id END) AS first_id,
+           min(CASE WHEN rn = 1 THEN status END) AS first_status,
+           min(CASE WHEN nxt IS NULL THEN status END) AS last_status,
+           count(CASE WHEN status <> prev THEN 1 END) AS flaps,
+           min(CASE WHEN status <> prev AND changes = 1 THEN first_seen END) AS change_seen,
+           min(CASE WHEN status <> prev AND changes = 1 THEN id END) AS change_id
+    FROM {name}_c
+    GROUP BY day, alertname, namespace
+)"""
+
+_DAY_ROWS = f"""
+SELECT id, fingerprint, starts_at, ends_at, alertname, namespace, status, first_seen,
+       notify_count,
+       CASE WHEN EXISTS (
+           SELECT 1 FROM alert_events s
+           WHERE s.fingerprint = e.fingerprint AND s.starts_at = e.starts_at
+             AND (s.first_seen / {NS_PER_DAY} <> e.first_seen / {NS_PER_DAY}
+                  OR s.alertname <> e.alertname
+                  OR s.namespace IS NULL AND e.namespace IS NOT NULL
+                  OR s.namespace IS NOT NULL AND e.namespace IS NULL
+                  OR s.namespace <> e.namespace)
+       ) THEN 1 ELSE 0 END AS multi
+FROM alert_events e
+WHERE first_seen >= ? AND first_seen < ?
+"""
+
+_REFRESH_DAY = f"""
+INSERT INTO report_days (day, alertname, namespace, events, firing, resolved, notifications,
+    first_seen, first_id, first_status, last_status, flaps, change_seen, change_id,
+    episodes, resolved_episodes, quick_episodes, resolved_ns)
+WITH d AS MATERIALIZED ({_DAY_ROWS}),
+{SEGMENTS.format(name="seg", src="d", day_ns=NS_PER_DAY)},
+single AS (
+    SELECT alertname, namespace, starts_at,
+           min(CASE WHEN {VALID_END} THEN ends_at END) AS ended
+    FROM d
+    WHERE multi = 0
+    GROUP BY fingerprint, starts_at, alertname, namespace
+), eps AS (
+    SELECT alertname, namespace, count(*) AS episodes, count(ended) AS resolved_episodes,
+           count(CASE WHEN ended - starts_at <= {QUICK_RESOLUTION_NS} THEN 1 END)
+               AS quick_episodes,
+           sum(CAST(ended - starts_at AS double precision)) AS resolved_ns
+    FROM single
+    GROUP BY alertname, namespace
+)
+SELECT seg.day, seg.alertname, seg.namespace, seg.events, seg.firing, seg.resolved,
+       seg.notifications, seg.first_seen, seg.first_id, seg.first_status, seg.last_status,
+       seg.flaps, seg.change_seen, seg.change_id,
+       coalesce(eps.episodes, 0), coalesce(eps.resolved_episodes, 0),
+       coalesce(eps.quick_episodes, 0), coalesce(eps.resolved_ns, 0)
+FROM seg LEFT JOIN eps
+  ON eps.alertname = seg.alertname
+ AND coalesce(eps.namespace, '') = coalesce(seg.namespace, '')
+ AND (eps.namespace IS NULL) = (seg.namespace IS NULL)
+"""
+
+_REFRESH_MULTI = f"""
+INSERT INTO report_multi (day, fingerprint, starts_at, alertname, namespace, status, ends_at)
+SELECT first_seen / {NS_PER_DAY}, fingerprint, starts_at, alertname, namespace, status, ends_at
+FROM ({_DAY_ROWS}) AS d
+WHERE multi = 1
+"""
+
+
+def refresh(db: Db, max_days: int = 4) -> int:
+    """Recompute up to `max_days` dirty days (oldest first) in the caller's write transaction.
+
+    Returns how many were refreshed. Run it through `Storage.write`.
+    """
+    if db.dialect == "postgres":
+        db.execute("LOCK TABLE report_dirty, report_days, report_multi IN SHARE ROW EXCLUSIVE MODE")
+    rows = db.fetchall("SELECT day FROM report_dirty ORDER BY day LIMIT ?", [max_days])
+    days = [int(day) for (day,) in rows]
+    for day in days:
+        lo, hi = day * NS_PER_DAY, (day + 1) * NS_PER_DAY
+        db.execute("DELETE FROM report_days WHERE day = ?", [day])
+        db.execute("DELETE FROM report_multi WHERE day = ?", [day])
+        db.execute(_REFRESH_DAY, [lo, hi])
+        db.execute(_REFRESH_MULTI, [lo, hi])
+        db.execute("DELETE FROM report_dirty WHERE day = ?", [day])
+    return len(days)
+
+
+async def refresh_all(storage: Storage, *, max_days: int = 4, pause: float = 0.05) -> int:
+    """Refresh every dirty day, `max_days` per transaction; return how many days."""
+    total = 0
+    while True:
+        done = await storage.write(partial(refresh, max_days=max_days))
+        total += done
+        if done < max_days:
+            return total
+        await trio.sleep(pause)
+
+
+async def keep_fresh(storage: Storage, *, interval: float = 15.0) -> None:
+    """Refresh dirty days now and then every `interval` seconds, for ever (housekeeping)."""
+    while True:
+        try:
+            await refresh_all(storage)
+        except StorageError as exc:
+            log.warning("report rollup refresh failed", extra={"error": str(exc)})
+        await trio.sleep(interval)
