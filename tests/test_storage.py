@@ -166,7 +166,7 @@ async def test_pending_migrations_stop_start_up_when_auto_migrate_is_off(tmp_pat
         await open_storage(f"sqlite:///{tmp_path}/fresh.db", migrate=False)
     storage = SQLiteStorage(str(tmp_path / "fresh.db"))
     await storage.open(migrate=False, check=False)
-    names = ["initial", "classifications", "filter_rules", "event_extra"]
+    names = ["initial", "classifications", "filter_rules", "event_extra", "report_rollup"]
     assert [m.name for m in await storage.migrate(dry_run=True)] == names
     assert [m.name for m in await storage.migrate()] == names
     assert await storage.migrate() == []

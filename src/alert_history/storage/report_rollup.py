@@ -24,6 +24,7 @@ interleaves with it; readers are not blocked.
 from __future__ import annotations
 
 import logging
+import time
 from functools import partial
 
 import trio
@@ -129,14 +130,15 @@ WHERE multi = 1
 """
 
 
-def refresh(db: Db, max_days: int = 4) -> int:
-    """Recompute up to `max_days` dirty days (oldest first) in the caller's write transaction.
-
-    Returns how many were refreshed. Run it through `Storage.write`.
-    """
+def refresh(db: Db, max_days: int = 1, skip_day: int | None = None) -> int:
+    """Recompute up to `max_days` dirty days (oldest first, not `skip_day`) in the caller's
+    write transaction; return how many. Run it through `Storage.write`."""
     if db.dialect == "postgres":
         db.execute("LOCK TABLE report_dirty, report_days, report_multi IN SHARE ROW EXCLUSIVE MODE")
-    rows = db.fetchall("SELECT day FROM report_dirty ORDER BY day LIMIT ?", [max_days])
+    rows = db.fetchall(
+        "SELECT day FROM report_dirty WHERE day <> ? ORDER BY day LIMIT ?",
+        [-1 if skip_day is None else skip_day, max_days],
+    )
     days = [int(day) for (day,) in rows]
     for day in days:
         lo, hi = day * NS_PER_DAY, (day + 1) * NS_PER_DAY
@@ -148,22 +150,32 @@ def refresh(db: Db, max_days: int = 4) -> int:
     return len(days)
 
 
-async def refresh_all(storage: Storage, *, max_days: int = 4, pause: float = 0.05) -> int:
-    """Refresh every dirty day, `max_days` per transaction; return how many days."""
+async def refresh_all(storage: Storage, *, skip_day: int | None = None, pause: float = 0.05) -> int:
+    """Refresh every dirty day but `skip_day`, one per transaction (the writer is free in
+    between); return how many."""
     total = 0
-    while True:
-        done = await storage.write(partial(refresh, max_days=max_days))
-        total += done
-        if done < max_days:
-            return total
+    while await storage.write(partial(refresh, max_days=1, skip_day=skip_day)):
+        total += 1
         await trio.sleep(pause)
+    return total
 
 
-async def keep_fresh(storage: Storage, *, interval: float = 15.0) -> None:
-    """Refresh dirty days now and then every `interval` seconds, for ever (housekeeping)."""
+async def keep_fresh(
+    storage: Storage, *, interval: float = 15.0, today_every: float = 300.0
+) -> None:
+    """Refresh dirty days every `interval` seconds, for ever (the housekeeping actor runs it).
+
+    Today's day is dirty again after every write: it is refreshed at most every `today_every`
+    seconds (a day's refresh holds the writer for a while); reports read it from the rows.
+    """
+    today_done = float("-inf")
     while True:
+        today = time.time_ns() // NS_PER_DAY
+        with_today = trio.current_time() - today_done >= today_every
         try:
-            await refresh_all(storage)
+            await refresh_all(storage, skip_day=None if with_today else today)
+            if with_today:
+                today_done = trio.current_time()
         except StorageError as exc:
             log.warning("report rollup refresh failed", extra={"error": str(exc)})
         await trio.sleep(interval)

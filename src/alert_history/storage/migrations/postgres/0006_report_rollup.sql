@@ -39,12 +39,16 @@ CREATE INDEX ix_report_multi_day ON report_multi (day);
 CREATE TABLE report_dirty (day bigint PRIMARY KEY);
 INSERT INTO report_dirty (day) SELECT DISTINCT first_seen / 86400000000000 FROM alert_events;
 
+-- The statement-level triggers probe the unique index per changed row (LATERAL): the planner
+-- knows nothing of a transition table's size and would otherwise scan alert_events.
 CREATE FUNCTION report_events_inserted() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     INSERT INTO report_dirty (day)
     SELECT DISTINCT e.first_seen / 86400000000000
-    FROM alert_events e JOIN new_rows n
-      ON e.fingerprint = n.fingerprint AND e.starts_at = n.starts_at
+    FROM new_rows n, LATERAL (
+        SELECT s.first_seen FROM alert_events s
+        WHERE s.fingerprint = n.fingerprint AND s.starts_at = n.starts_at
+    ) AS e
     ON CONFLICT DO NOTHING;
     RETURN NULL;
 END $$;
@@ -57,8 +61,10 @@ BEGIN
     SELECT o.first_seen / 86400000000000 FROM old_rows o
     UNION
     SELECT e.first_seen / 86400000000000
-    FROM alert_events e JOIN old_rows o
-      ON e.fingerprint = o.fingerprint AND e.starts_at = o.starts_at
+    FROM old_rows o, LATERAL (
+        SELECT s.first_seen FROM alert_events s
+        WHERE s.fingerprint = o.fingerprint AND s.starts_at = o.starts_at
+    ) AS e
     ON CONFLICT DO NOTHING;
     RETURN NULL;
 END $$;
@@ -67,23 +73,27 @@ REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION report_eve
 
 CREATE FUNCTION report_events_updated() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    -- a change that moves a row in the report: its days and its episodes' days are dirty
-    WITH changed AS (
-        SELECT o.first_seen AS old_seen, o.fingerprint AS old_fp, o.starts_at AS old_starts,
-               n.fingerprint AS new_fp, n.starts_at AS new_starts
-        FROM old_rows o JOIN new_rows n ON n.id = o.id
+    -- a change that moves a row in the report (never made by the service): its days and its
+    -- episodes' days, before and after, are dirty
+    IF EXISTS (
+        SELECT 1 FROM old_rows o JOIN new_rows n ON n.id = o.id
         WHERE (o.status, o.first_seen, o.alertname, o.fingerprint, o.starts_at, o.ends_at)
               IS DISTINCT FROM (n.status, n.first_seen, n.alertname, n.fingerprint,
                                 n.starts_at, n.ends_at)
            OR o.namespace IS DISTINCT FROM n.namespace
-    )
-    INSERT INTO report_dirty (day)
-    SELECT old_seen / 86400000000000 FROM changed
-    UNION
-    SELECT e.first_seen / 86400000000000 FROM alert_events e JOIN changed c
-      ON (e.fingerprint = c.old_fp AND e.starts_at = c.old_starts)
-      OR (e.fingerprint = c.new_fp AND e.starts_at = c.new_starts)
-    ON CONFLICT DO NOTHING;
+    ) THEN
+        INSERT INTO report_dirty (day)
+        SELECT first_seen / 86400000000000 FROM old_rows
+        UNION
+        SELECT e.first_seen / 86400000000000
+        FROM (SELECT fingerprint, starts_at FROM old_rows
+              UNION SELECT fingerprint, starts_at FROM new_rows) AS c,
+             LATERAL (
+                 SELECT s.first_seen FROM alert_events s
+                 WHERE s.fingerprint = c.fingerprint AND s.starts_at = c.starts_at
+             ) AS e
+        ON CONFLICT DO NOTHING;
+    END IF;
     -- a repeat notification only adds to notify_count: add it to the day's row
     UPDATE report_days r SET notifications = r.notifications + d.delta
     FROM (
