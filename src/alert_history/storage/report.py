@@ -36,8 +36,9 @@ from alert_history.storage.executor import Db, Dialect
 from alert_history.storage.report_rollup import (
     NS_PER_DAY,
     QUICK_RESOLUTION_NS,
-    SEGMENTS,
     VALID_END,
+    pos,
+    segments,
 )
 
 _NS_PER_HOUR = 3600 * 1_000_000_000
@@ -267,7 +268,8 @@ _SEGMENT_COLUMNS = (
 # (part 1), flapping_alerts (part 2) and the noisiest keys (part 3). The window's rows come as
 # day segments (the rollup's clean whole days, the rest computed from the rows the same way);
 # a key's status changes are those within its segments plus those between consecutive
-# segments (LAG over the segments); its first row and first change are its first segment's.
+# segments (LAG over the segments); its first row and its first change are the earliest of
+# its segments' (segments are disjoint in time, so `min` over their places finds them).
 _BY_KEY = """
 WITH r AS ({raw}),
 {segments},
@@ -277,28 +279,17 @@ seg AS (
     SELECT {columns} FROM report_days WHERE {rolled}
 ), o AS (
     SELECT {columns},
-           lag(last_status) OVER k AS prev_last, row_number() OVER k AS sn
+           CASE WHEN first_status <> lag(last_status) OVER (
+                    PARTITION BY alertname, namespace ORDER BY day)
+                THEN 1 ELSE 0 END AS bchg
     FROM seg
-    WINDOW k AS (PARTITION BY alertname, namespace ORDER BY day)
-), c AS (
-    SELECT {columns}, sn,
-           CASE WHEN first_status <> prev_last THEN 1 ELSE 0 END AS bchg
-    FROM o
-), c2 AS (
-    SELECT {columns}, sn, bchg,
-           sum(CASE WHEN bchg = 1 OR flaps > 0 THEN 1 ELSE 0 END) OVER (
-               PARTITION BY alertname, namespace ORDER BY day ROWS UNBOUNDED PRECEDING) AS nchg
-    FROM c
 ), k AS MATERIALIZED (
     SELECT alertname, namespace, sum(events) AS events,
            sum(notifications) AS notifications, sum(flaps + bchg) AS flaps,
-           min(CASE WHEN sn = 1 THEN first_seen END) AS first_seen,
-           min(CASE WHEN sn = 1 THEN first_id END) AS first_id,
-           min(CASE WHEN nchg = 1 AND bchg = 1 THEN first_seen
-                    WHEN nchg = 1 AND flaps > 0 THEN change_seen END) AS change_seen,
-           min(CASE WHEN nchg = 1 AND bchg = 1 THEN first_id
-                    WHEN nchg = 1 AND flaps > 0 THEN change_id END) AS change_id
-    FROM c2
+           min(first_seen) AS first_seen, min({first_pos}) AS first_pos,
+           min(CASE WHEN bchg = 1 THEN {first_pos} WHEN flaps > 0 THEN {change_pos} END)
+               AS change_pos
+    FROM o
     GROUP BY alertname, namespace
 )
 SELECT 0 AS part, 0 AS place, NULL AS alertname, NULL AS namespace,
@@ -308,15 +299,13 @@ FROM k
 UNION ALL
 SELECT 1, place, alertname, namespace, CAST(events AS bigint), NULL, NULL
 FROM (SELECT alertname, namespace, events,
-             row_number() OVER (ORDER BY events DESC, alertname {bytewise}, first_seen,
-                                         first_id) AS place
+             row_number() OVER (ORDER BY events DESC, alertname {bytewise}, first_pos) AS place
       FROM k) AS t
 WHERE place <= ?
 UNION ALL
 SELECT 2, place, alertname, namespace, CAST(flaps AS bigint), NULL, NULL
 FROM (SELECT alertname, namespace, flaps,
-             row_number() OVER (ORDER BY flaps DESC, alertname {bytewise}, change_seen,
-                                         change_id) AS place
+             row_number() OVER (ORDER BY flaps DESC, alertname {bytewise}, change_pos) AS place
       FROM k
       WHERE flaps >= ?) AS t
 WHERE place <= ?
@@ -340,9 +329,11 @@ def _by_key(
     rolled, rolled_args = window.rolled(keys, key_args)
     sql = _BY_KEY.format(
         raw=raw,
-        segments=SEGMENTS.format(name="rs", src="r", day_ns=NS_PER_DAY),
+        segments=segments(db.dialect, "rs", "r"),
         columns=_SEGMENT_COLUMNS,
         rolled=rolled,
+        first_pos=pos(db.dialect, "first_seen", "first_id"),
+        change_pos=pos(db.dialect, "change_seen", "change_id"),
         bytewise=_BYTEWISE[db.dialect],
     )
     params = [*raw_args, *rolled_args, query.top, query.min_flap, query.top, query.top]

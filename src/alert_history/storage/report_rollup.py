@@ -31,7 +31,7 @@ import trio
 
 from alert_history.errors import StorageError
 from alert_history.storage.base import Storage
-from alert_history.storage.executor import Db
+from alert_history.storage.executor import Db, Dialect
 
 log = logging.getLogger("alert_history.report_rollup")
 
@@ -41,39 +41,67 @@ QUICK_RESOLUTION_NS = 300 * 1_000_000_000  # `resolved_within_5m_share`
 # A resolved state ends its episode when it has an end not before the start.
 VALID_END = "status = 'resolved' AND ends_at <> 0 AND ends_at >= starts_at"
 
-# Per (day, alertname, namespace) over the rows of `src` (a CTE with at least id, alertname,
-# namespace, status, first_seen, notify_count): the columns of report_days up to change_id.
-# One ordering (the key's rows in first_seen, id order within the day) serves every window.
-SEGMENTS = """
+
+# A row's place in v1 order within its key, (first_seen, id), as one value that min() and max()
+# compare in that order (with the status after it when asked): an array on PostgreSQL,
+# fixed-width digits on SQLite (times and ids are never negative).
+def pos(dialect: Dialect, seen: str, ident: str, status: str | None = None) -> str:
+    if dialect == "postgres":
+        extra = "" if status is None else f", CASE WHEN {status} = 'firing' THEN 0 ELSE 1 END"
+        return f"ARRAY[{seen}, {ident}{extra}]"
+    if status is None:
+        return f"printf('%020d%020d', {seen}, {ident})"
+    return f"printf('%020d%020d%s', {seen}, {ident}, {status})"
+
+
+def _seen(dialect: Dialect, value: str) -> str:
+    return f"({value})[1]" if dialect == "postgres" else f"CAST(substr({value}, 1, 20) AS INTEGER)"
+
+
+def _ident(dialect: Dialect, value: str) -> str:
+    if dialect == "postgres":
+        return f"({value})[2]"
+    return f"CAST(substr({value}, 21, 20) AS INTEGER)"
+
+
+def _status(dialect: Dialect, value: str) -> str:
+    if dialect == "postgres":
+        return f"CASE ({value})[3] WHEN 0 THEN 'firing' ELSE 'resolved' END"
+    return f"substr({value}, 41)"
+
+
+def segments(dialect: Dialect, name: str, src: str) -> str:
+    """CTEs ending in `name`: per (day, alertname, namespace) over the rows of `src` (with id,
+    alertname, namespace, status, first_seen, notify_count), the columns of report_days up to
+    change_id. One window: each row's predecessor within its key and day."""
+    head, change = f"{name}_p.head", f"{name}_p.change"
+    return f"""
 {name}_o AS (
-    SELECT first_seen / {day_ns} AS day, alertname, namespace, status, first_seen, id,
+    SELECT first_seen / {NS_PER_DAY} AS day, alertname, namespace, status, first_seen, id,
            notify_count,
-           lag(status) OVER w AS prev, lead(status) OVER w AS nxt,
-           row_number() OVER w AS rn
+           lag(status) OVER (PARTITION BY first_seen / {NS_PER_DAY}, alertname, namespace
+                             ORDER BY first_seen, id) AS prev
     FROM {src}
-    WINDOW w AS (PARTITION BY first_seen / {day_ns}, alertname, namespace
-                 ORDER BY first_seen, id)
-), {name}_c AS (
-    SELECT day, alertname, namespace, status, first_seen, id, notify_count, prev, nxt, rn,
-           sum(CASE WHEN status <> prev THEN 1 ELSE 0 END) OVER (
-               PARTITION BY day, alertname, namespace ORDER BY first_seen, id
-               ROWS UNBOUNDED PRECEDING) AS changes
-    FROM {name}_o
-), {name} AS (
+), {name}_p AS (
     SELECT day, alertname, namespace, count(*) AS events,
            count(CASE WHEN status = 'firing' THEN 1 END) AS firing,
            count(CASE WHEN status = 'resolved' THEN 1 END) AS resolved,
            sum(notify_count) AS notifications,
-           min(CASE WHEN rn = 1 THEN first_seen END) AS first_seen,
-           min(CASE WHEN rn = 1 THEN id END) AS first_id,
-           min(CASE WHEN rn = 1 THEN status END) AS first_status,
-           min(CASE WHEN nxt IS NULL THEN status END) AS last_status,
+           min({pos(dialect, "first_seen", "id", "status")}) AS head,
+           max({pos(dialect, "first_seen", "id", "status")}) AS tail,
            count(CASE WHEN status <> prev THEN 1 END) AS flaps,
-           min(CASE WHEN status <> prev AND changes = 1 THEN first_seen END) AS change_seen,
-           min(CASE WHEN status <> prev AND changes = 1 THEN id END) AS change_id
-    FROM {name}_c
+           min(CASE WHEN status <> prev THEN {pos(dialect, "first_seen", "id")} END) AS change
+    FROM {name}_o
     GROUP BY day, alertname, namespace
+), {name} AS (
+    SELECT day, alertname, namespace, events, firing, resolved, notifications,
+           {_seen(dialect, head)} AS first_seen, {_ident(dialect, head)} AS first_id,
+           {_status(dialect, head)} AS first_status,
+           {_status(dialect, f"{name}_p.tail")} AS last_status, flaps,
+           {_seen(dialect, change)} AS change_seen, {_ident(dialect, change)} AS change_id
+    FROM {name}_p
 )"""
+
 
 _DAY_ROWS = f"""
 SELECT id, fingerprint, starts_at, ends_at, alertname, namespace, status, first_seen,
@@ -91,12 +119,14 @@ FROM alert_events e
 WHERE first_seen >= ? AND first_seen < ?
 """
 
-_REFRESH_DAY = f"""
+
+def _refresh_day(dialect: Dialect) -> str:
+    return f"""
 INSERT INTO report_days (day, alertname, namespace, events, firing, resolved, notifications,
     first_seen, first_id, first_status, last_status, flaps, change_seen, change_id,
     episodes, resolved_episodes, quick_episodes, resolved_ns)
 WITH d AS MATERIALIZED ({_DAY_ROWS}),
-{SEGMENTS.format(name="seg", src="d", day_ns=NS_PER_DAY)},
+{segments(dialect, "seg", "d")},
 single AS (
     SELECT alertname, namespace, starts_at,
            min(CASE WHEN {VALID_END} THEN ends_at END) AS ended
@@ -122,6 +152,7 @@ FROM seg LEFT JOIN eps
  AND (eps.namespace IS NULL) = (seg.namespace IS NULL)
 """
 
+
 _REFRESH_MULTI = f"""
 INSERT INTO report_multi (day, fingerprint, starts_at, alertname, namespace, status, ends_at)
 SELECT first_seen / {NS_PER_DAY}, fingerprint, starts_at, alertname, namespace, status, ends_at
@@ -144,7 +175,7 @@ def refresh(db: Db, max_days: int = 1, skip_day: int | None = None) -> int:
         lo, hi = day * NS_PER_DAY, (day + 1) * NS_PER_DAY
         db.execute("DELETE FROM report_days WHERE day = ?", [day])
         db.execute("DELETE FROM report_multi WHERE day = ?", [day])
-        db.execute(_REFRESH_DAY, [lo, hi])
+        db.execute(_refresh_day(db.dialect), [lo, hi])
         db.execute(_REFRESH_MULTI, [lo, hi])
         db.execute("DELETE FROM report_dirty WHERE day = ?", [day])
     return len(days)
