@@ -168,6 +168,8 @@ def _snapshot(db: Db) -> Iterator[None]:
     """One read-only transaction, so the statements of a report agree with each other."""
     if db.dialect == "postgres":
         db.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        # the segments of a week (tens of thousands of rows) sort in memory, not on disk
+        db.execute("SET LOCAL work_mem = '64MB'")
     else:
         db.execute("BEGIN")  # deferred: a WAL read snapshot from the first SELECT
     try:
@@ -297,26 +299,29 @@ SELECT 0 AS part, 0 AS place, NULL AS alertname, NULL AS namespace,
        min(first_seen) AS first_seen
 FROM k
 UNION ALL
-SELECT 1, place, alertname, namespace, CAST(events AS bigint), NULL, NULL
-FROM (SELECT alertname, namespace, events,
-             row_number() OVER (ORDER BY events DESC, alertname {bytewise}, first_pos) AS place
-      FROM k) AS t
-WHERE place <= ?
-UNION ALL
-SELECT 2, place, alertname, namespace, CAST(flaps AS bigint), NULL, NULL
-FROM (SELECT alertname, namespace, flaps,
-             row_number() OVER (ORDER BY flaps DESC, alertname {bytewise}, change_pos) AS place
+SELECT 1, row_number() OVER (ORDER BY events DESC, alertname {bytewise}, first_pos),
+       alertname, namespace, CAST(events AS bigint), NULL, NULL
+FROM (SELECT alertname, namespace, events, first_pos
       FROM k
-      WHERE flaps >= ?) AS t
-WHERE place <= ?
+      ORDER BY events DESC, alertname {bytewise}, first_pos
+      LIMIT ?) AS t
 UNION ALL
-SELECT 3, place, alertname, namespace, CAST(notifications AS bigint), NULL, NULL
-FROM (SELECT alertname, namespace, notifications,
-             row_number() OVER (ORDER BY notifications DESC, alertname {bytewise},
-                                         namespace {bytewise} NULLS FIRST) AS place
-      FROM k) AS t
-WHERE place <= ?
-ORDER BY part, place
+SELECT 2, row_number() OVER (ORDER BY flaps DESC, alertname {bytewise}, change_pos),
+       alertname, namespace, CAST(flaps AS bigint), NULL, NULL
+FROM (SELECT alertname, namespace, flaps, change_pos
+      FROM k
+      WHERE flaps >= ?
+      ORDER BY flaps DESC, alertname {bytewise}, change_pos
+      LIMIT ?) AS t
+UNION ALL
+SELECT 3, row_number() OVER (ORDER BY notifications DESC, alertname {bytewise},
+                                      namespace {bytewise} NULLS FIRST),
+       alertname, namespace, CAST(notifications AS bigint), NULL, NULL
+FROM (SELECT alertname, namespace, notifications
+      FROM k
+      ORDER BY notifications DESC, alertname {bytewise}, namespace {bytewise} NULLS FIRST
+      LIMIT ?) AS t
+ORDER BY 1, 2
 """
 
 
