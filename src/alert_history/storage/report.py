@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TypedDict
 
 from alert_history.domain.flapping import FlapRow, ReportV1, TopRow
@@ -207,14 +207,29 @@ class _Split:
     first_day: int
     last_day: int | None
     whole: bool
+    #: counts only: rows to take away from the rollup's last day (the part after `until`)
+    minus: tuple[tuple[int | None, int | None], ...] = ()
 
     @classmethod
-    def of(cls, since: int | None, until: int | None, dirty: set[int]) -> _Split:
+    def of(
+        cls, since: int | None, until: int | None, dirty: set[int], *, counts: bool = False
+    ) -> _Split:
+        """With `counts` (sums only, as v2), a clean last day that `until` cuts is read from the
+        rollup less its rows after `until` (usually none: `until` is now)."""
         # days before the epoch are never whole: SQL's integer division truncates toward zero
         first_day = 0 if since is None else max(0, -(-since // _NS_PER_DAY))
         last_day = None if until is None else (until + 1) // _NS_PER_DAY - 1
         if last_day is not None and last_day < first_day:
             return cls(((since, until),), 0, None, False)
+        if (
+            counts
+            and until is not None
+            and last_day is not None
+            and (last_day + 1) * _NS_PER_DAY <= until
+            and last_day + 1 not in dirty
+        ):
+            cut = replace(cls.of(since, (last_day + 2) * _NS_PER_DAY - 1, dirty), minus=())
+            return replace(cut, minus=((until + 1, (last_day + 2) * _NS_PER_DAY - 1),))
         ranges: list[tuple[int | None, int | None]] = []
         if since is None or since < first_day * _NS_PER_DAY:
             ranges.append((since, first_day * _NS_PER_DAY - 1))
@@ -248,6 +263,12 @@ class _Split:
         if not parts:
             return f"SELECT {columns} FROM alert_events WHERE 1 = 0", []
         return " UNION ALL ".join(parts), args
+
+    def minus_rows(
+        self, columns: str, keys: str, key_args: list[object]
+    ) -> tuple[str, list[object]]:
+        """A SELECT of `columns` from the rows to take away (maybe none)."""
+        return replace(self, raw=self.minus).raw_rows(columns, keys, key_args)
 
     def rolled(self, keys: str, key_args: list[object]) -> tuple[str, list[object]]:
         """The condition on report_days / report_multi rows for the whole, clean days."""
@@ -445,13 +466,17 @@ def _episodes(
 
 # v2: the raw rows one by one and the rollup's days by their counts, grouped by the key.
 _V2 = """
-WITH r AS ({raw})
+WITH r AS ({raw}), m AS ({minus})
 SELECT key, sum(n), sum(firing), sum(resolved)
 FROM (
     SELECT {key} AS key, 1 AS n,
            CASE WHEN status = 'firing' THEN 1 ELSE 0 END AS firing,
            CASE WHEN status = 'resolved' THEN 1 ELSE 0 END AS resolved
     FROM r
+    UNION ALL
+    SELECT {key}, -1, CASE WHEN status = 'firing' THEN -1 ELSE 0 END,
+           CASE WHEN status = 'resolved' THEN -1 ELSE 0 END
+    FROM m
     UNION ALL
     {rolled}
 ) AS x
@@ -471,8 +496,9 @@ _V2_ROLLED_STATUS = (
 def _v2(db: Db, query: ReportQuery, keys: str, key_args: list[object], dirty: set[int]) -> ReportV2:
     """v2's counts per key over the rows first seen in the last `days` days (key filters hold)."""
     assert query.days is not None
-    window = _Split.of(query.now - query.days * _NS_PER_DAY, query.now, dirty)
+    window = _Split.of(query.now - query.days * _NS_PER_DAY, query.now, dirty, counts=True)
     raw, raw_args = window.raw_rows("alertname, namespace, status", keys, key_args)
+    minus, minus_args = window.minus_rows("alertname, namespace, status", keys, key_args)
     where, rolled_args = window.rolled(keys, key_args)
     key = _GROUP_KEYS.get(query.group_by, "'all'")
     if query.group_by == "status":
@@ -480,10 +506,10 @@ def _v2(db: Db, query: ReportQuery, keys: str, key_args: list[object], dirty: se
         rolled_args = [*rolled_args, *rolled_args]
     else:
         rolled = _V2_ROLLED.format(key=key, where=where)
-    sql = _V2.format(raw=raw, key=key, rolled=rolled, bytewise=_BYTEWISE[db.dialect])
+    sql = _V2.format(raw=raw, minus=minus, key=key, rolled=rolled, bytewise=_BYTEWISE[db.dialect])
     data = {
         str(name): GroupCounts(count=int(n), firing=int(firing), resolved=int(resolved))
-        for name, n, firing, resolved in db.fetchall(sql, [*raw_args, *rolled_args])
+        for name, n, firing, resolved in db.fetchall(sql, [*raw_args, *minus_args, *rolled_args])
     }
     return ReportV2(
         period_days=query.days,
