@@ -35,13 +35,14 @@ from alert_history.domain.flapping import FlapRow, ReportV1, TopRow
 from alert_history.storage.executor import Db, Dialect
 from alert_history.storage.report_rollup import (
     NS_PER_DAY,
+    NS_PER_HOUR,
     QUICK_RESOLUTION_NS,
     VALID_END,
     pos,
     segments,
 )
 
-_NS_PER_HOUR = 3600 * 1_000_000_000
+_NS_PER_HOUR = NS_PER_HOUR
 _NS_PER_DAY = NS_PER_DAY
 
 #: v2 `group_by` values with their key expression; any other value groups everything as "all".
@@ -134,11 +135,13 @@ def build_report(db: Db, query: ReportQuery) -> Report:
     """Compute the whole report in one snapshot (run it through `Storage.read`)."""
     with _snapshot(db):
         dirty = {int(day) for (day,) in db.fetchall("SELECT day FROM report_dirty")}
+        dirty_hours = {int(h) for (h,) in db.fetchall("SELECT hour FROM report_dirty_hours")}
         keys, key_args = _key_filters(query)
         window = _Split.of(query.since, query.until, dirty)
-        v1, flapping, noisiest, first_seen = _by_key(db, query, keys, key_args, window)
+        by_hours = window.with_hours(dirty_hours)
+        v1, flapping, noisiest, first_seen = _by_key(db, query, keys, key_args, by_hours)
         episodes, resolved, share, mttr = _episodes(db, query, keys, key_args, window)
-        v2 = None if query.days is None else _v2(db, query, keys, key_args, dirty)
+        v2 = None if query.days is None else _v2(db, query, keys, key_args, dirty, dirty_hours)
     start = query.since if query.since is not None else first_seen
     end = query.now if query.until is None else min(query.until, query.now)
     hours = None if start is None or end <= start else (end - start) / _NS_PER_HOUR
@@ -209,6 +212,9 @@ class _Split:
     whole: bool
     #: counts only: rows to take away from the rollup's last day (the part after `until`)
     minus: tuple[tuple[int | None, int | None], ...] = ()
+    #: inclusive ranges of hours read from report_hours (those not dirty), for what the days
+    #: leave out; report_hours has no episodes
+    hours: tuple[tuple[int, int], ...] = ()
 
     @classmethod
     def of(
@@ -264,6 +270,37 @@ class _Split:
             return f"SELECT {columns} FROM alert_events WHERE 1 = 0", []
         return " UNION ALL ".join(parts), args
 
+    def with_hours(self, dirty_hours: set[int]) -> _Split:
+        """The same window with the whole clean hours of its `raw` ranges read from
+        report_hours: only the partial hours at the edges and dirty hours stay raw."""
+        raw: list[tuple[int | None, int | None]] = []
+        hours: list[tuple[int, int]] = []
+        for lo, hi in self.raw:
+            if lo is None or hi is None or lo < 0:
+                raw.append((lo, hi))
+                continue
+            first, last = -(-lo // _NS_PER_HOUR), (hi + 1) // _NS_PER_HOUR - 1
+            if last < first:
+                raw.append((lo, hi))
+                continue
+            if lo < first * _NS_PER_HOUR:
+                raw.append((lo, first * _NS_PER_HOUR - 1))
+            hours.append((first, last))
+            for hour in sorted(dirty_hours):
+                if first <= hour <= last:
+                    raw.append((hour * _NS_PER_HOUR, (hour + 1) * _NS_PER_HOUR - 1))
+            if (last + 1) * _NS_PER_HOUR <= hi:
+                raw.append(((last + 1) * _NS_PER_HOUR, hi))
+        return replace(self, raw=tuple(raw), hours=tuple(hours))
+
+    def rolled_hours(self, keys: str, key_args: list[object]) -> tuple[str, list[object]]:
+        """The condition on report_hours rows for the whole, clean hours."""
+        if not self.hours:
+            return "1 = 0", []
+        spans = " OR ".join(["hour BETWEEN ? AND ?"] * len(self.hours))
+        where = [keys, f"({spans})", "hour NOT IN (SELECT hour FROM report_dirty_hours)"]
+        return " AND ".join(where), [*key_args, *(h for span in self.hours for h in span)]
+
     def minus_rows(
         self, columns: str, keys: str, key_args: list[object]
     ) -> tuple[str, list[object]]:
@@ -283,7 +320,7 @@ class _Split:
 
 
 _SEGMENT_COLUMNS = (
-    "day, alertname, namespace, events, notifications, first_seen, first_id, first_status, "
+    "alertname, namespace, events, notifications, first_seen, first_id, first_status, "
     "last_status, flaps, change_seen, change_id"
 )
 
@@ -297,13 +334,15 @@ _BY_KEY = """
 WITH r AS ({raw}),
 {segments},
 seg AS (
-    SELECT {columns} FROM rs
+    SELECT bucket * {hour_ns} AS start, {columns} FROM rs
     UNION ALL
-    SELECT {columns} FROM report_days WHERE {rolled}
+    SELECT day * {day_ns}, {columns} FROM report_days WHERE {rolled}
+    UNION ALL
+    SELECT hour * {hour_ns}, {columns} FROM report_hours WHERE {rolled_hours}
 ), o AS (
     SELECT {columns},
            CASE WHEN first_status <> lag(last_status) OVER (
-                    PARTITION BY alertname, namespace ORDER BY day)
+                    PARTITION BY alertname, namespace ORDER BY start)
                 THEN 1 ELSE 0 END AS bchg
     FROM seg
 ), k AS MATERIALIZED (
@@ -353,16 +392,20 @@ def _by_key(
         "id, alertname, namespace, status, first_seen, notify_count", keys, key_args
     )
     rolled, rolled_args = window.rolled(keys, key_args)
+    hours, hours_args = window.rolled_hours(keys, key_args)
     sql = _BY_KEY.format(
         raw=raw,
-        segments=segments(db.dialect, "rs", "r"),
+        segments=segments(db.dialect, "rs", "r", _NS_PER_HOUR),
         columns=_SEGMENT_COLUMNS,
         rolled=rolled,
+        rolled_hours=hours,
+        day_ns=_NS_PER_DAY,
+        hour_ns=_NS_PER_HOUR,
         first_pos=pos(db.dialect, "first_seen", "first_id"),
         change_pos=pos(db.dialect, "change_seen", "change_id"),
         bytewise=_BYTEWISE[db.dialect],
     )
-    params = [*raw_args, *rolled_args, query.top, query.min_flap, query.top, query.top]
+    params = [*raw_args, *rolled_args, *hours_args, query.top, query.min_flap, query.top, query.top]
     total_events = unique_alerts = 0
     first_seen: int | None = None
     top: list[TopRow] = []
@@ -485,28 +528,45 @@ HAVING sum(n) > 0
 ORDER BY key {bytewise}
 """
 
-_V2_ROLLED = "SELECT {key}, events, firing, resolved FROM report_days WHERE {where}"
+_V2_ROLLED = "SELECT {key}, events, firing, resolved FROM {table} WHERE {where}"
 _V2_ROLLED_STATUS = (
-    "SELECT 'firing', firing, firing, 0 FROM report_days WHERE {where} AND firing > 0 "
+    "SELECT 'firing', firing, firing, 0 FROM {table} WHERE {where} AND firing > 0 "
     "UNION ALL "
-    "SELECT 'resolved', resolved, 0, resolved FROM report_days WHERE {where} AND resolved > 0"
+    "SELECT 'resolved', resolved, 0, resolved FROM {table} WHERE {where} AND resolved > 0"
 )
 
 
-def _v2(db: Db, query: ReportQuery, keys: str, key_args: list[object], dirty: set[int]) -> ReportV2:
+def _v2(
+    db: Db,
+    query: ReportQuery,
+    keys: str,
+    key_args: list[object],
+    dirty: set[int],
+    dirty_hours: set[int],
+) -> ReportV2:
     """v2's counts per key over the rows first seen in the last `days` days (key filters hold)."""
     assert query.days is not None
-    window = _Split.of(query.now - query.days * _NS_PER_DAY, query.now, dirty, counts=True)
+    since = query.now - query.days * _NS_PER_DAY
+    window = _Split.of(since, query.now, dirty, counts=True).with_hours(dirty_hours)
     raw, raw_args = window.raw_rows("alertname, namespace, status", keys, key_args)
     minus, minus_args = window.minus_rows("alertname, namespace, status", keys, key_args)
-    where, rolled_args = window.rolled(keys, key_args)
     key = _GROUP_KEYS.get(query.group_by, "'all'")
-    if query.group_by == "status":
-        rolled = _V2_ROLLED_STATUS.format(where=where)
-        rolled_args = [*rolled_args, *rolled_args]
-    else:
-        rolled = _V2_ROLLED.format(key=key, where=where)
-    sql = _V2.format(raw=raw, minus=minus, key=key, rolled=rolled, bytewise=_BYTEWISE[db.dialect])
+    template = _V2_ROLLED_STATUS if query.group_by == "status" else _V2_ROLLED
+    rolled_parts: list[str] = []
+    rolled_args: list[object] = []
+    for table, (where, args) in (
+        ("report_days", window.rolled(keys, key_args)),
+        ("report_hours", window.rolled_hours(keys, key_args)),
+    ):
+        rolled_parts.append(template.format(key=key, table=table, where=where))
+        rolled_args += [*args, *args] if query.group_by == "status" else args
+    sql = _V2.format(
+        raw=raw,
+        minus=minus,
+        key=key,
+        rolled=" UNION ALL ".join(rolled_parts),
+        bytewise=_BYTEWISE[db.dialect],
+    )
     data = {
         str(name): GroupCounts(count=int(n), firing=int(firing), resolved=int(resolved))
         for name, n, firing, resolved in db.fetchall(sql, [*raw_args, *minus_args, *rolled_args])

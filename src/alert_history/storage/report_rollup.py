@@ -36,6 +36,7 @@ from alert_history.storage.executor import Db, Dialect
 log = logging.getLogger("alert_history.report_rollup")
 
 NS_PER_DAY = 86_400 * 1_000_000_000
+NS_PER_HOUR = 3_600 * 1_000_000_000
 QUICK_RESOLUTION_NS = 300 * 1_000_000_000  # `resolved_within_5m_share`
 
 # A resolved state ends its episode when it has an end not before the start.
@@ -70,20 +71,21 @@ def _status(dialect: Dialect, value: str) -> str:
     return f"substr({value}, 41)"
 
 
-def segments(dialect: Dialect, name: str, src: str) -> str:
-    """CTEs ending in `name`: per (day, alertname, namespace) over the rows of `src` (with id,
-    alertname, namespace, status, first_seen, notify_count), the columns of report_days up to
-    change_id. One window: each row's predecessor within its key and day."""
+def segments(dialect: Dialect, name: str, src: str, bucket_ns: int = NS_PER_DAY) -> str:
+    """CTEs ending in `name`: per (bucket, alertname, namespace) over the rows of `src` (with id,
+    alertname, namespace, status, first_seen, notify_count), `bucket` (first_seen / bucket_ns)
+    and the columns of report_days from `events` to `change_id`. One window: each row's
+    predecessor within its key and bucket."""
     head, change = f"{name}_p.head", f"{name}_p.change"
     return f"""
 {name}_o AS (
-    SELECT first_seen / {NS_PER_DAY} AS day, alertname, namespace, status, first_seen, id,
+    SELECT first_seen / {bucket_ns} AS bucket, alertname, namespace, status, first_seen, id,
            notify_count,
-           lag(status) OVER (PARTITION BY first_seen / {NS_PER_DAY}, alertname, namespace
+           lag(status) OVER (PARTITION BY first_seen / {bucket_ns}, alertname, namespace
                              ORDER BY first_seen, id) AS prev
     FROM {src}
 ), {name}_p AS (
-    SELECT day, alertname, namespace, count(*) AS events,
+    SELECT bucket, alertname, namespace, count(*) AS events,
            count(CASE WHEN status = 'firing' THEN 1 END) AS firing,
            count(CASE WHEN status = 'resolved' THEN 1 END) AS resolved,
            sum(notify_count) AS notifications,
@@ -92,9 +94,9 @@ def segments(dialect: Dialect, name: str, src: str) -> str:
            count(CASE WHEN status <> prev THEN 1 END) AS flaps,
            min(CASE WHEN status <> prev THEN {pos(dialect, "first_seen", "id")} END) AS change
     FROM {name}_o
-    GROUP BY day, alertname, namespace
+    GROUP BY bucket, alertname, namespace
 ), {name} AS (
-    SELECT day, alertname, namespace, events, firing, resolved, notifications,
+    SELECT bucket, alertname, namespace, events, firing, resolved, notifications,
            {_seen(dialect, head)} AS first_seen, {_ident(dialect, head)} AS first_id,
            {_status(dialect, head)} AS first_status,
            {_status(dialect, f"{name}_p.tail")} AS last_status, flaps,
@@ -141,7 +143,7 @@ single AS (
     FROM single
     GROUP BY alertname, namespace
 )
-SELECT seg.day, seg.alertname, seg.namespace, seg.events, seg.firing, seg.resolved,
+SELECT seg.bucket, seg.alertname, seg.namespace, seg.events, seg.firing, seg.resolved,
        seg.notifications, seg.first_seen, seg.first_id, seg.first_status, seg.last_status,
        seg.flaps, seg.change_seen, seg.change_id,
        coalesce(eps.episodes, 0), coalesce(eps.resolved_episodes, 0),
@@ -159,6 +161,35 @@ SELECT first_seen / {NS_PER_DAY}, fingerprint, starts_at, alertname, namespace, 
 FROM ({_DAY_ROWS}) AS d
 WHERE multi = 1
 """
+
+
+def _refresh_hour(dialect: Dialect) -> str:
+    return f"""
+INSERT INTO report_hours (hour, alertname, namespace, events, firing, resolved, notifications,
+    first_seen, first_id, first_status, last_status, flaps, change_seen, change_id)
+WITH h AS (
+    SELECT id, alertname, namespace, status, first_seen, notify_count FROM alert_events
+    WHERE first_seen >= ? AND first_seen < ?
+),
+{segments(dialect, "seg", "h", NS_PER_HOUR)}
+SELECT bucket, alertname, namespace, events, firing, resolved, notifications, first_seen,
+       first_id, first_status, last_status, flaps, change_seen, change_id
+FROM seg
+"""
+
+
+def refresh_hours(db: Db, max_hours: int = 24) -> int:
+    """Recompute up to `max_hours` dirty hours (oldest first) in the caller's write
+    transaction; return how many. Cheap: an hour's rows, no episodes."""
+    if db.dialect == "postgres":
+        db.execute("LOCK TABLE report_dirty_hours, report_hours IN SHARE ROW EXCLUSIVE MODE")
+    rows = db.fetchall("SELECT hour FROM report_dirty_hours ORDER BY hour LIMIT ?", [max_hours])
+    hours = [int(hour) for (hour,) in rows]
+    for hour in hours:
+        db.execute("DELETE FROM report_hours WHERE hour = ?", [hour])
+        db.execute(_refresh_hour(db.dialect), [hour * NS_PER_HOUR, (hour + 1) * NS_PER_HOUR])
+        db.execute("DELETE FROM report_dirty_hours WHERE hour = ?", [hour])
+    return len(hours)
 
 
 def refresh(db: Db, max_days: int = 1, skip_day: int | None = None) -> int:
@@ -182,8 +213,12 @@ def refresh(db: Db, max_days: int = 1, skip_day: int | None = None) -> int:
 
 
 async def refresh_all(storage: Storage, *, skip_day: int | None = None, pause: float = 0.05) -> int:
-    """Refresh every dirty day but `skip_day`, one per transaction (the writer is free in
-    between); return how many."""
+    """Refresh every dirty hour, then every dirty day but `skip_day`, one day (or a day of
+    hours) per transaction (the writer is free in between); return how many days."""
+    for _ in range(1_000_000):  # a day of hours per transaction, until none is left
+        if await storage.write(partial(refresh_hours, max_hours=24)) < 24:
+            break
+        await trio.sleep(pause)
     total = 0
     while await storage.write(partial(refresh, max_days=1, skip_day=skip_day)):
         total += 1
@@ -197,7 +232,7 @@ async def keep_fresh(
     """Refresh dirty days every `interval` seconds, for ever (the housekeeping actor runs it).
 
     Today's day is dirty again after every write: it is refreshed at most every `today_every`
-    seconds (a day's refresh holds the writer for a while); reports read it from the rows.
+    seconds (a day's refresh holds the writer for a while); reports read its hours meanwhile.
     """
     today_done = float("-inf")
     while True:

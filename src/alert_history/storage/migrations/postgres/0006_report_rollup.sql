@@ -38,11 +38,34 @@ CREATE TABLE report_multi (
 CREATE INDEX ix_report_multi_day ON report_multi (day);
 CREATE TABLE report_dirty (day bigint PRIMARY KEY);
 INSERT INTO report_dirty (day) SELECT DISTINCT first_seen / 86400000000000 FROM alert_events;
+-- The same per UTC hour, without the episodes: a report's partial days come from here.
+CREATE TABLE report_hours (
+    hour          bigint NOT NULL,
+    alertname     text   NOT NULL,
+    namespace     text,
+    events        bigint NOT NULL,
+    firing        bigint NOT NULL,
+    resolved      bigint NOT NULL,
+    notifications bigint NOT NULL,
+    first_seen    bigint NOT NULL,
+    first_id      bigint NOT NULL,
+    first_status  text   NOT NULL,
+    last_status   text   NOT NULL,
+    flaps         bigint NOT NULL,
+    change_seen   bigint,
+    change_id     bigint
+);
+CREATE INDEX ix_report_hours_hour ON report_hours (hour, alertname);
+CREATE TABLE report_dirty_hours (hour bigint PRIMARY KEY);
+INSERT INTO report_dirty_hours (hour) SELECT DISTINCT first_seen / 3600000000000 FROM alert_events;
 
 -- The statement-level triggers probe the unique index per changed row (LATERAL): the planner
 -- knows nothing of a transition table's size and would otherwise scan alert_events.
 CREATE FUNCTION report_events_inserted() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
+    INSERT INTO report_dirty_hours (hour)
+    SELECT DISTINCT first_seen / 3600000000000 FROM new_rows
+    ON CONFLICT DO NOTHING;
     INSERT INTO report_dirty (day)
     SELECT DISTINCT e.first_seen / 86400000000000
     FROM new_rows n, LATERAL (
@@ -57,6 +80,9 @@ REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION report_eve
 
 CREATE FUNCTION report_events_deleted() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
+    INSERT INTO report_dirty_hours (hour)
+    SELECT DISTINCT first_seen / 3600000000000 FROM old_rows
+    ON CONFLICT DO NOTHING;
     INSERT INTO report_dirty (day)
     SELECT o.first_seen / 86400000000000 FROM old_rows o
     UNION
@@ -82,6 +108,10 @@ BEGIN
                                 n.starts_at, n.ends_at)
            OR o.namespace IS DISTINCT FROM n.namespace
     ) THEN
+        INSERT INTO report_dirty_hours (hour)
+        SELECT first_seen / 3600000000000 FROM old_rows
+        UNION SELECT first_seen / 3600000000000 FROM new_rows
+        ON CONFLICT DO NOTHING;
         INSERT INTO report_dirty (day)
         SELECT first_seen / 86400000000000 FROM old_rows
         UNION
@@ -105,6 +135,17 @@ BEGIN
         GROUP BY 1, 2, 3
     ) AS d
     WHERE r.day = d.day AND r.alertname = d.alertname
+      AND r.namespace IS NOT DISTINCT FROM d.namespace;
+    UPDATE report_hours r SET notifications = r.notifications + d.delta
+    FROM (
+        SELECT n.first_seen / 3600000000000 AS hour, n.alertname, n.namespace,
+               sum(n.notify_count - o.notify_count) AS delta
+        FROM old_rows o JOIN new_rows n ON n.id = o.id
+        WHERE n.notify_count <> o.notify_count AND n.first_seen = o.first_seen
+          AND n.alertname = o.alertname AND n.namespace IS NOT DISTINCT FROM o.namespace
+        GROUP BY 1, 2, 3
+    ) AS d
+    WHERE r.hour = d.hour AND r.alertname = d.alertname
       AND r.namespace IS NOT DISTINCT FROM d.namespace;
     RETURN NULL;
 END $$;

@@ -39,14 +39,38 @@ CREATE TABLE report_multi (
 CREATE INDEX ix_report_multi_day ON report_multi (day);
 CREATE TABLE report_dirty (day INTEGER PRIMARY KEY);
 INSERT INTO report_dirty (day) SELECT DISTINCT first_seen / 86400000000000 FROM alert_events;
+-- The same per UTC hour, without the episodes: a report's partial days come from here.
+CREATE TABLE report_hours (
+    hour          INTEGER NOT NULL,
+    alertname     TEXT    NOT NULL,
+    namespace     TEXT,
+    events        INTEGER NOT NULL,
+    firing        INTEGER NOT NULL,
+    resolved      INTEGER NOT NULL,
+    notifications INTEGER NOT NULL,
+    first_seen    INTEGER NOT NULL,
+    first_id      INTEGER NOT NULL,
+    first_status  TEXT    NOT NULL,
+    last_status   TEXT    NOT NULL,
+    flaps         INTEGER NOT NULL,
+    change_seen   INTEGER,
+    change_id     INTEGER
+);
+CREATE INDEX ix_report_hours_hour ON report_hours (hour, alertname);
+CREATE TABLE report_dirty_hours (hour INTEGER PRIMARY KEY);
+INSERT INTO report_dirty_hours (hour) SELECT DISTINCT first_seen / 3600000000000 FROM alert_events;
 
 CREATE TRIGGER report_events_inserted AFTER INSERT ON alert_events BEGIN
+    INSERT INTO report_dirty_hours (hour) VALUES (NEW.first_seen / 3600000000000)
+    ON CONFLICT DO NOTHING;
     INSERT INTO report_dirty (day)
     SELECT first_seen / 86400000000000 FROM alert_events
     WHERE fingerprint = NEW.fingerprint AND starts_at = NEW.starts_at
     ON CONFLICT DO NOTHING;
 END;
 CREATE TRIGGER report_events_deleted AFTER DELETE ON alert_events BEGIN
+    INSERT INTO report_dirty_hours (hour) VALUES (OLD.first_seen / 3600000000000)
+    ON CONFLICT DO NOTHING;
     INSERT INTO report_dirty (day) VALUES (OLD.first_seen / 86400000000000)
     ON CONFLICT DO NOTHING;
     INSERT INTO report_dirty (day)
@@ -60,6 +84,8 @@ WHEN NEW.status IS NOT OLD.status OR NEW.first_seen IS NOT OLD.first_seen
   OR NEW.fingerprint IS NOT OLD.fingerprint OR NEW.starts_at IS NOT OLD.starts_at
   OR NEW.ends_at IS NOT OLD.ends_at OR NEW.id IS NOT OLD.id
 BEGIN
+    INSERT INTO report_dirty_hours (hour) VALUES (OLD.first_seen / 3600000000000), (NEW.first_seen / 3600000000000)
+    ON CONFLICT DO NOTHING;
     INSERT INTO report_dirty (day) VALUES (OLD.first_seen / 86400000000000)
     ON CONFLICT DO NOTHING;
     INSERT INTO report_dirty (day)
@@ -74,5 +100,8 @@ WHEN NEW.notify_count IS NOT OLD.notify_count AND NEW.first_seen = OLD.first_see
 BEGIN
     UPDATE report_days SET notifications = notifications + NEW.notify_count - OLD.notify_count
     WHERE day = NEW.first_seen / 86400000000000 AND alertname = NEW.alertname
+      AND namespace IS NEW.namespace;
+    UPDATE report_hours SET notifications = notifications + NEW.notify_count - OLD.notify_count
+    WHERE hour = NEW.first_seen / 3600000000000 AND alertname = NEW.alertname
       AND namespace IS NEW.namespace;
 END;
