@@ -21,7 +21,9 @@ namespace first); a flap `score` is flaps per hour over `period`: from `since` (
 selected row) to `until` capped at now (else now); null when that period is empty.
 
 Everything is computed by the database (window functions, GROUP BY, ORDER BY, LIMIT); Python only
-reads the few result rows. All statements of one report run in one read snapshot.
+reads the few result rows. All statements of one report run in one read snapshot. Whole days and
+hours come from the rollup (storage/report_rollup.py) when it is clean for them, the rest of the
+window from the rows themselves; the numbers are the same either way.
 """
 
 from __future__ import annotations

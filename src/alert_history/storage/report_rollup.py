@@ -1,24 +1,27 @@
-"""GET /report's rollup: per UTC day and (alertname, namespace), what a report needs of the day.
+"""GET /report's rollup: per UTC day (and hour) and (alertname, namespace), what a report needs.
 
 Tables (migration 0006): `report_days` holds one row per (day, alertname, namespace) with the
 day's counts, notifications, first row, first and last status, the status changes between the
 day's rows of the key and the first of them, and the episodes that lie wholly in that day and
 key ("single": every row of the episode in the day and key); `report_multi` holds the rows of
-every other episode, one row each; `report_dirty` names the days whose rows are not (or no
-longer) what `report_days` says.
+every other episode, one row each; `report_hours` holds the same as `report_days` per hour,
+without the episodes. `report_dirty` / `report_dirty_hours` name the days / hours whose rows
+are not (or no longer) what the rollup says.
 
 Triggers on `alert_events` mark a day dirty when one of its rows, or a row of an episode with a
-row in it, is inserted, deleted or changed, whatever writes it (the service's group commit,
-imports, retention, bulk loads, plain SQL), in the writer's own transaction. A repeat
-notification, which only adds to a row's notify_count, is added to the day's row instead, so
-old days stay clean while their alerts keep firing.
+row in it, is inserted, deleted or changed, and the row's hour likewise, whatever writes it (the
+service's group commit, imports, retention, bulk loads, plain SQL), in the writer's own
+transaction. A repeat notification, which only adds to a row's notify_count, is added to the
+day's and hour's rows instead, so old days stay clean while their alerts keep firing.
 
-`refresh` recomputes dirty days from their rows, a few days per transaction; the report reads
-whole clean days from `report_days` and every other row of its window (partial first and last
-days, dirty days) from `alert_events` directly, so its numbers never depend on how fresh the
-rollup is, only its speed does. On PostgreSQL `refresh` locks the three tables against the
-triggers (SHARE ROW EXCLUSIVE) before it reads, so a writer's trigger waits for it, never
-interleaves with it; readers are not blocked.
+`refresh` / `refresh_hours` recompute dirty days / hours from their rows (the housekeeping actor
+runs `keep_fresh`: every dirty hour each round, one day per transaction, today's day at most
+every 5 minutes). A report reads whole clean days from `report_days`, the whole clean hours of
+the rest from `report_hours` (not for episodes), and every other row of its window (partial
+hours, dirty hours and days) from `alert_events`, so its numbers never depend on how fresh the
+rollup is, only its speed does. On PostgreSQL a refresh locks its tables against the triggers
+(SHARE ROW EXCLUSIVE) before it reads, so a writer's trigger waits for it, never interleaves
+with it; readers are not blocked.
 """
 
 from __future__ import annotations
