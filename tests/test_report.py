@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import msgspec
 import psycopg
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -28,6 +29,7 @@ from alert_history.domain.flapping import V1Row, report_v1
 from alert_history.models import AlertEvent
 from alert_history.storage import Db, Storage, open_storage
 from alert_history.storage.report import Report, ReportQuery, build_report
+from alert_history.storage.report_rollup import refresh_all
 from tests.pg import PostgresServer
 from tests.support import alert, encode, webhook
 
@@ -636,3 +638,172 @@ async def test_bad_parameters_are_422s_naming_the_parameter(client: httpx.AsyncC
         assert detail["field"] == name
     for name, value in [("min_flap", "1"), ("min_flap", "100"), ("top", "100"), ("days", "3650")]:
         assert (await client.get("/report", params={name: value})).status_code == 200
+
+
+# --- the rollup ------------------------------------------------------------------------------
+#
+# The report reads whole days that are not dirty from the rollup and every other row directly;
+# the tests above never refresh it (every day dirty: the rows alone). Here notifications spread
+# over several days, the rollup is refreshed between some of the batches (so clean days get
+# repeats, new states, episodes that grow into other days), and every window, aligned to days
+# or not, must give the legacy numbers and the plain summary.
+
+rollup_notifications = st.lists(
+    st.tuples(
+        st.integers(0, len(KEYS) - 1),  # which alert
+        st.integers(0, 1),  # which of its two fingerprints
+        st.sampled_from(["firing", "resolved"]),
+        st.integers(0, 3),  # episode (7 hours apart)
+        st.sampled_from([0, 1, 5, 6, 600]),  # resolution after this many minutes (0: no endsAt)
+        st.sampled_from([0, 1, 3, 120, 600, 1440]),  # minutes since the previous notification
+        st.integers(1, 3),  # notify_count
+        st.sampled_from(["", "", "commit", "refresh"]),  # before this one
+    ),
+    max_size=30,
+)
+
+ROLLUP_WINDOWS = [
+    None,
+    T0 - DAY,
+    T0 - 8 * HOUR,
+    T0 + 16 * HOUR,
+    T0 + DAY + 7 * MINUTE,
+    T0 + 3 * DAY,
+]
+
+
+def rollup_batches(
+    draw: Sequence[tuple[int, int, str, int, int, int, int, str]],
+) -> list[tuple[bool, list[AlertEvent]]]:
+    """(refresh the rollup first?, batch) pairs, starting a day before T0."""
+    batches: list[tuple[bool, list[AlertEvent]]] = [(False, [])]
+    at = T0 - DAY - 3 * HOUR
+    for key, instance, status, episode, duration, step, count, before in draw:
+        name, ns = KEYS[key]
+        starts = T0 - DAY + episode * 7 * HOUR
+        ends = starts + duration * MINUTE if status == "resolved" and duration else 0
+        at += step * MINUTE
+        if before and batches[-1][1]:
+            batches.append((before == "refresh", []))
+        batches[-1][1].append(
+            event(name, ns, f"{key}-{instance}", status, starts=starts, ends=ends, at=at,
+                  count=count)
+        )  # fmt: skip
+    return batches
+
+
+async def write_and_refresh(storage: Storage, batches: list[tuple[bool, list[AlertEvent]]]) -> None:
+    for refresh_first, batch in batches:
+        if refresh_first:
+            await refresh_all(storage)
+        await storage.write_events(batch)
+
+
+def expected_v2(rows: Sequence[Stored], now: int, days: int, group_by: str) -> dict[str, Any]:
+    keys: dict[str, Callable[[Stored], str]] = {
+        "alertname": lambda r: r.alertname,
+        "status": lambda r: r.status,
+        "namespace": lambda r: r.namespace or "unknown",
+    }
+    key = keys.get(group_by, lambda r: "all")
+    data: dict[str, dict[str, int]] = {}
+    for r in rows:
+        if now - days * DAY <= r.first_seen <= now:
+            group = data.setdefault(key(r), {"count": 0, "firing": 0, "resolved": 0})
+            group["count"] += 1
+            group[r.status] += 1
+    ordered = dict(sorted(data.items(), key=lambda item: item[0].encode()))
+    return {
+        "period_days": days,
+        "group_by": group_by,
+        "data": ordered,
+        "total_alerts": sum(g["count"] for g in ordered.values()),
+    }
+
+
+async def assert_every_window(storage: Storage, *, min_flap: int = 1, top: int = 3) -> None:
+    rows = await stored_rows(storage)
+    now = T0 + 2 * DAY + 5 * HOUR
+    for since in ROLLUP_WINDOWS:
+        for until in ROLLUP_WINDOWS:
+            for name in (None, "a"):
+                report = await run(
+                    storage, now=now, since=since, until=until, alertname=name,
+                    min_flap=min_flap, top=top,
+                )  # fmt: skip
+                chosen = select(rows, name, None, since, until)
+                assert report.v1 == report_v1(v1_rows(chosen), min_flap=min_flap, top=top), (
+                    since, until, name,
+                )  # fmt: skip
+                assert_summary(report, chosen, top=top, since=since, until=until, now=now)
+    for days in (1, 2, 5):
+        for group_by in ("alertname", "status", "namespace", "all"):
+            v2 = (await run(storage, now=now, days=days, group_by=group_by)).v2
+            assert v2 == expected_v2(rows, now, days, group_by), (days, group_by)
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(draw=rollup_notifications, refresh_at_end=st.booleans())
+async def test_the_rollup_gives_the_same_numbers_as_the_rows(
+    storage_url: str,
+    draw: list[tuple[int, int, str, int, int, int, int, str]],
+    refresh_at_end: bool,
+) -> None:
+    storage = await open_storage(storage_url)
+    try:
+        await storage.write(empty)
+        await storage.write(lambda db: db.execute("DELETE FROM report_days"))
+        await storage.write(lambda db: db.execute("DELETE FROM report_multi"))
+        await write_and_refresh(storage, rollup_batches(draw))
+        if refresh_at_end:
+            await refresh_all(storage)
+        await assert_every_window(storage)
+    finally:
+        await storage.aclose()
+
+
+def spread() -> list[list[AlertEvent]]:
+    """The recorded morning, then the same again a day and two days later (new episodes)."""
+    days = []
+    for shift in (0, DAY, 2 * DAY + 3 * HOUR):
+        days += [
+            [
+                msgspec.structs.replace(
+                    e, starts_at=e.starts_at + shift, received_at=e.received_at + shift,
+                    ends_at=e.ends_at + shift if e.ends_at else 0,
+                )
+                for e in batch
+            ]
+            for batch in recorded()
+        ]  # fmt: skip
+    return days
+
+
+async def test_the_rollup_follows_repeats_purges_and_imports(storage: Storage) -> None:
+    await write(storage, spread())
+    assert await refresh_all(storage) == 3
+    await assert_every_window(storage, min_flap=2, top=10)
+    # repeats of states on clean days only add to their notify_count (the days stay clean)
+    repeats = [e for batch in recorded() for e in batch if e.status == "firing"][:6]
+    await storage.write_events(repeats)
+    assert await storage.read(lambda db: db.fetchall("SELECT day FROM report_dirty")) == []
+    await assert_every_window(storage, min_flap=2, top=10)
+    # a resolution a day later joins an episode of a clean day
+    late = at_minutes("DiskFull", "prod", "disk-1", "resolved", 7, 9, 24 * 60 + 70)
+    await storage.write_events([late])
+    await assert_every_window(storage, min_flap=2, top=10)
+    await refresh_all(storage)
+    await assert_every_window(storage, min_flap=2, top=10)
+    # retention deletes the first morning
+    assert await storage.purge(T0 + 12 * HOUR, 1000) == 30
+    await assert_every_window(storage, min_flap=2, top=10)
+    await refresh_all(storage)
+    await assert_every_window(storage, min_flap=2, top=10)
+    # a legacy import brings it back (and a state twice: once)
+    imported = [e for batch in recorded() for e in batch]
+    assert await storage.import_events(imported) == 30
+    await assert_every_window(storage, min_flap=2, top=10)
+    await refresh_all(storage)
+    await assert_every_window(storage, min_flap=2, top=10)

@@ -172,6 +172,7 @@ async def test_pending_migrations_stop_start_up_when_auto_migrate_is_off(tmp_pat
         "filter_rules",
         "event_extra",
         "classifier",
+        "report_rollup",
         "history_indexes",
     ]
     assert [m.name for m in await storage.migrate(dry_run=True)] == names

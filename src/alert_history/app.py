@@ -196,6 +196,7 @@ def build_service(
             metrics=m,
             retention_days=settings.retention_days,
             wall_clock_ns=wall_clock_ns,
+            report_rollup_interval=15.0,  # GET /report's rollup (storage/report_rollup.py)
             task_status=task_status,
         )
 

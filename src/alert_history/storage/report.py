@@ -21,23 +21,31 @@ namespace first); a flap `score` is flaps per hour over `period`: from `since` (
 selected row) to `until` capped at now (else now); null when that period is empty.
 
 Everything is computed by the database (window functions, GROUP BY, ORDER BY, LIMIT); Python only
-reads the few result rows. All statements of one report run in one read snapshot.
+reads the few result rows. All statements of one report run in one read snapshot. Whole days and
+hours come from the rollup (storage/report_rollup.py) when it is clean for them, the rest of the
+window from the rows themselves; the numbers are the same either way.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TypedDict
 
 from alert_history.domain.flapping import FlapRow, ReportV1, TopRow
 from alert_history.storage.executor import Db, Dialect
+from alert_history.storage.report_rollup import (
+    NS_PER_DAY,
+    NS_PER_HOUR,
+    QUICK_RESOLUTION_NS,
+    VALID_END,
+    pos,
+    segments,
+)
 
-_NS_PER_SECOND = 1_000_000_000
-_NS_PER_HOUR = 3600 * _NS_PER_SECOND
-_NS_PER_DAY = 86_400 * _NS_PER_SECOND
-QUICK_RESOLUTION_NS = 300 * _NS_PER_SECOND  # `resolved_within_5m_share`
+_NS_PER_HOUR = NS_PER_HOUR
+_NS_PER_DAY = NS_PER_DAY
 
 #: v2 `group_by` values with their key expression; any other value groups everything as "all".
 #: v2 showed a missing (or empty) namespace as "unknown".
@@ -128,19 +136,34 @@ class Report:
 def build_report(db: Db, query: ReportQuery) -> Report:
     """Compute the whole report in one snapshot (run it through `Storage.read`)."""
     with _snapshot(db):
-        where, args = _filters(query)
-        period = _period(db, query, where, args)
-        v1, flapping, noisiest = _by_key(db, query, where, args, period["hours"])
-        episodes, resolved, share, mttr = _episodes(db, query, where, args)
-        v2 = None if query.days is None else _v2(db, query)
+        dirty = {int(day) for (day,) in db.fetchall("SELECT day FROM report_dirty")}
+        dirty_hours = {int(h) for (h,) in db.fetchall("SELECT hour FROM report_dirty_hours")}
+        keys, key_args = _key_filters(query)
+        window = _Split.of(query.since, query.until, dirty)
+        by_hours = window.with_hours(dirty_hours)
+        v1, flapping, noisiest, first_seen = _by_key(db, query, keys, key_args, by_hours)
+        episodes, resolved, share, mttr = _episodes(db, query, keys, key_args, window)
+        v2 = None if query.days is None else _v2(db, query, keys, key_args, dirty, dirty_hours)
+    start = query.since if query.since is not None else first_seen
+    end = query.now if query.until is None else min(query.until, query.now)
+    hours = None if start is None or end <= start else (end - start) / _NS_PER_HOUR
+    scored = [
+        FlapScore(
+            alertname=f["alertname"],
+            namespace=f["namespace"],
+            flaps=f["flaps"],
+            score=None if hours is None else float(f["flaps"]) / hours,
+        )
+        for f in flapping
+    ]
     summary = Summary(
         episodes=episodes,
         resolved_episodes=resolved,
         resolved_within_5m_share=share,
         mttr_seconds=mttr,
         noisiest=noisiest,
-        flapping=flapping,
-        period=period,
+        flapping=scored,
+        period=Period(since=start, until=end, hours=hours),
     )
     return Report(v1=v1, summary=summary, v2=v2)
 
@@ -150,6 +173,8 @@ def _snapshot(db: Db) -> Iterator[None]:
     """One read-only transaction, so the statements of a report agree with each other."""
     if db.dialect == "postgres":
         db.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        # the segments of a week (tens of thousands of rows) sort in memory, not on disk
+        db.execute("SET LOCAL work_mem = '64MB'")
     else:
         db.execute("BEGIN")  # deferred: a WAL read snapshot from the first SELECT
     try:
@@ -161,14 +186,12 @@ def _snapshot(db: Db) -> Iterator[None]:
     db.execute("COMMIT")
 
 
-def _filters(query: ReportQuery) -> tuple[str, list[object]]:
+def _key_filters(query: ReportQuery) -> tuple[str, list[object]]:
     where: list[str] = []
     args: list[object] = []
     for condition, value in (
         ("alertname = ?", query.alertname),
         ("namespace = ?", query.namespace),
-        ("first_seen >= ?", query.since),
-        ("first_seen <= ?", query.until),
     ):
         if value is not None:
             where.append(condition)
@@ -176,83 +199,228 @@ def _filters(query: ReportQuery) -> tuple[str, list[object]]:
     return " AND ".join(where) or "1 = 1", args
 
 
-def _period(db: Db, query: ReportQuery, where: str, args: list[object]) -> Period:
-    """The period flap scores are rated over: `since` (else the first row) to `until` or now."""
-    start = query.since
-    if start is None:
-        row = db.fetchone(f"SELECT min(first_seen) FROM alert_events WHERE {where}", args)
-        start = None if row is None or row[0] is None else int(row[0])
-    end = query.now if query.until is None else min(query.until, query.now)
-    hours = None if start is None or end <= start else (end - start) / _NS_PER_HOUR
-    return Period(since=start, until=end, hours=hours)
+@dataclass(frozen=True, slots=True)
+class _Split:
+    """A `first_seen` window [since, until] as whole days read from the rollup and the rest.
 
+    `raw` holds inclusive `first_seen` ranges (None: unbounded) whose rows are read from
+    alert_events: the partial first and last days and every dirty day. The rollup gives the
+    whole days from `first_day` to `last_day` (None: unbounded) that are not dirty.
+    """
+
+    raw: tuple[tuple[int | None, int | None], ...]
+    first_day: int
+    last_day: int | None
+    whole: bool
+    #: counts only: rows to take away from the rollup's last day (the part after `until`)
+    minus: tuple[tuple[int | None, int | None], ...] = ()
+    #: inclusive ranges of hours read from report_hours (those not dirty), for what the days
+    #: leave out; report_hours has no episodes
+    hours: tuple[tuple[int, int], ...] = ()
+
+    @classmethod
+    def of(
+        cls, since: int | None, until: int | None, dirty: set[int], *, counts: bool = False
+    ) -> _Split:
+        """With `counts` (sums only, as v2), a clean last day that `until` cuts is read from the
+        rollup less its rows after `until` (usually none: `until` is now)."""
+        # days before the epoch are never whole: SQL's integer division truncates toward zero
+        first_day = 0 if since is None else max(0, -(-since // _NS_PER_DAY))
+        last_day = None if until is None else (until + 1) // _NS_PER_DAY - 1
+        if last_day is not None and last_day < first_day:
+            return cls(((since, until),), 0, None, False)
+        if (
+            counts
+            and until is not None
+            and last_day is not None
+            and (last_day + 1) * _NS_PER_DAY <= until
+            and last_day + 1 not in dirty
+        ):
+            cut = replace(cls.of(since, (last_day + 2) * _NS_PER_DAY - 1, dirty), minus=())
+            return replace(cut, minus=((until + 1, (last_day + 2) * _NS_PER_DAY - 1),))
+        ranges: list[tuple[int | None, int | None]] = []
+        if since is None or since < first_day * _NS_PER_DAY:
+            ranges.append((since, first_day * _NS_PER_DAY - 1))
+        for day in sorted(dirty):
+            if day >= first_day and (last_day is None or day <= last_day):
+                ranges.append((day * _NS_PER_DAY, (day + 1) * _NS_PER_DAY - 1))
+        if last_day is not None and (last_day + 1) * _NS_PER_DAY <= until:  # type: ignore[operator]
+            ranges.append(((last_day + 1) * _NS_PER_DAY, until))
+        merged: list[tuple[int | None, int | None]] = []
+        for lo, hi in ranges:
+            if merged and lo is not None and merged[-1][1] is not None and merged[-1][1] + 1 >= lo:
+                merged[-1] = (merged[-1][0], hi)
+            else:
+                merged.append((lo, hi))
+        return cls(tuple(merged), first_day, last_day, True)
+
+    def raw_rows(self, columns: str, keys: str, key_args: list[object]) -> tuple[str, list[object]]:
+        """A SELECT of `columns` from the window's rows outside the rollup (maybe none)."""
+        parts: list[str] = []
+        args: list[object] = []
+        for lo, hi in self.raw:
+            where = [keys]
+            args += key_args
+            if lo is not None:
+                where.append("first_seen >= ?")
+                args.append(lo)
+            if hi is not None:
+                where.append("first_seen <= ?")
+                args.append(hi)
+            parts.append(f"SELECT {columns} FROM alert_events WHERE {' AND '.join(where)}")
+        if not parts:
+            return f"SELECT {columns} FROM alert_events WHERE 1 = 0", []
+        return " UNION ALL ".join(parts), args
+
+    def with_hours(self, dirty_hours: set[int]) -> _Split:
+        """The same window with the whole clean hours of its `raw` ranges read from
+        report_hours: only the partial hours at the edges and dirty hours stay raw."""
+        raw: list[tuple[int | None, int | None]] = []
+        hours: list[tuple[int, int]] = []
+        for lo, hi in self.raw:
+            if lo is None or hi is None or lo < 0:
+                raw.append((lo, hi))
+                continue
+            first, last = -(-lo // _NS_PER_HOUR), (hi + 1) // _NS_PER_HOUR - 1
+            if last < first:
+                raw.append((lo, hi))
+                continue
+            if lo < first * _NS_PER_HOUR:
+                raw.append((lo, first * _NS_PER_HOUR - 1))
+            hours.append((first, last))
+            for hour in sorted(dirty_hours):
+                if first <= hour <= last:
+                    raw.append((hour * _NS_PER_HOUR, (hour + 1) * _NS_PER_HOUR - 1))
+            if (last + 1) * _NS_PER_HOUR <= hi:
+                raw.append(((last + 1) * _NS_PER_HOUR, hi))
+        return replace(self, raw=tuple(raw), hours=tuple(hours))
+
+    def rolled_hours(self, keys: str, key_args: list[object]) -> tuple[str, list[object]]:
+        """The condition on report_hours rows for the whole, clean hours."""
+        if not self.hours:
+            return "1 = 0", []
+        spans = " OR ".join(["hour BETWEEN ? AND ?"] * len(self.hours))
+        where = [keys, f"({spans})", "hour NOT IN (SELECT hour FROM report_dirty_hours)"]
+        return " AND ".join(where), [*key_args, *(h for span in self.hours for h in span)]
+
+    def minus_rows(
+        self, columns: str, keys: str, key_args: list[object]
+    ) -> tuple[str, list[object]]:
+        """A SELECT of `columns` from the rows to take away (maybe none)."""
+        return replace(self, raw=self.minus).raw_rows(columns, keys, key_args)
+
+    def rolled(self, keys: str, key_args: list[object]) -> tuple[str, list[object]]:
+        """The condition on report_days / report_multi rows for the whole, clean days."""
+        if not self.whole:
+            return "1 = 0", []
+        where = [keys, "day >= ?", "day NOT IN (SELECT day FROM report_dirty)"]
+        args: list[object] = [*key_args, self.first_day]
+        if self.last_day is not None:
+            where.append("day <= ?")
+            args.append(self.last_day)
+        return " AND ".join(where), args
+
+
+_SEGMENT_COLUMNS = (
+    "alertname, namespace, events, notifications, first_seen, first_id, first_status, "
+    "last_status, flaps, change_seen, change_id"
+)
 
 # Everything per (alertname, namespace), in one statement: the totals (part 0), top_alerts
-# (part 1), flapping_alerts with their scores (part 2) and the noisiest keys (part 3).
-# `pos` is a row's place in v1 order; a key's first row and first change are found by it.
+# (part 1), flapping_alerts (part 2) and the noisiest keys (part 3). The window's rows come as
+# day segments (the rollup's clean whole days, the rest computed from the rows the same way);
+# a key's status changes are those within its segments plus those between consecutive
+# segments (LAG over the segments); its first row and its first change are the earliest of
+# its segments' (segments are disjoint in time, so `min` over their places finds them).
 _BY_KEY = """
-WITH f AS (
-    SELECT id, alertname, namespace, status, first_seen, notify_count
-    FROM alert_events
-    WHERE {where}
+WITH r AS ({raw}),
+{segments},
+seg AS (
+    SELECT bucket * {hour_ns} AS start, {columns} FROM rs
+    UNION ALL
+    SELECT day * {day_ns}, {columns} FROM report_days WHERE {rolled}
+    UNION ALL
+    SELECT hour * {hour_ns}, {columns} FROM report_hours WHERE {rolled_hours}
 ), o AS (
-    SELECT alertname, namespace, status, notify_count,
-           row_number() OVER (ORDER BY alertname {bytewise}, first_seen, id) AS pos,
-           lag(status) OVER (PARTITION BY alertname, namespace ORDER BY first_seen, id) AS prev
-    FROM f
+    SELECT {columns},
+           CASE WHEN first_status <> lag(last_status) OVER (
+                    PARTITION BY alertname, namespace ORDER BY start)
+                THEN 1 ELSE 0 END AS bchg
+    FROM seg
 ), k AS MATERIALIZED (
-    SELECT alertname, namespace, count(*) AS events, min(pos) AS first_pos,
-           count(CASE WHEN status <> prev THEN 1 END) AS flaps,
-           min(CASE WHEN status <> prev THEN pos END) AS first_change,
-           sum(notify_count) AS notifications
+    SELECT alertname, namespace, sum(events) AS events,
+           sum(notifications) AS notifications, sum(flaps + bchg) AS flaps,
+           min(first_seen) AS first_seen, min({first_pos}) AS first_pos,
+           min(CASE WHEN bchg = 1 THEN {first_pos} WHEN flaps > 0 THEN {change_pos} END)
+               AS change_pos
     FROM o
     GROUP BY alertname, namespace
 )
 SELECT 0 AS part, 0 AS place, NULL AS alertname, NULL AS namespace,
        CAST(coalesce(sum(events), 0) AS bigint) AS n, count(*) AS n_keys,
-       CAST(NULL AS double precision) AS score
+       min(first_seen) AS first_seen
 FROM k
 UNION ALL
-SELECT 1, place, alertname, namespace, events, NULL, NULL
-FROM (SELECT alertname, namespace, events,
-             row_number() OVER (ORDER BY events DESC, first_pos) AS place
-      FROM k) AS t
-WHERE place <= ?
-UNION ALL
-SELECT 2, place, alertname, namespace, flaps, NULL, CAST(flaps AS double precision) / ?
-FROM (SELECT alertname, namespace, flaps,
-             row_number() OVER (ORDER BY flaps DESC, first_change) AS place
+SELECT 1, row_number() OVER (ORDER BY events DESC, alertname {bytewise}, first_pos),
+       alertname, namespace, CAST(events AS bigint), NULL, NULL
+FROM (SELECT alertname, namespace, events, first_pos
       FROM k
-      WHERE flaps >= ?) AS t
-WHERE place <= ?
+      ORDER BY events DESC, alertname {bytewise}, first_pos
+      LIMIT ?) AS t
 UNION ALL
-SELECT 3, place, alertname, namespace, CAST(notifications AS bigint), NULL, NULL
-FROM (SELECT alertname, namespace, notifications,
-             row_number() OVER (ORDER BY notifications DESC, alertname {bytewise},
-                                         namespace {bytewise} NULLS FIRST) AS place
-      FROM k) AS t
-WHERE place <= ?
-ORDER BY part, place
+SELECT 2, row_number() OVER (ORDER BY flaps DESC, alertname {bytewise}, change_pos),
+       alertname, namespace, CAST(flaps AS bigint), NULL, NULL
+FROM (SELECT alertname, namespace, flaps, change_pos
+      FROM k
+      WHERE flaps >= ?
+      ORDER BY flaps DESC, alertname {bytewise}, change_pos
+      LIMIT ?) AS t
+UNION ALL
+SELECT 3, row_number() OVER (ORDER BY notifications DESC, alertname {bytewise},
+                                      namespace {bytewise} NULLS FIRST),
+       alertname, namespace, CAST(notifications AS bigint), NULL, NULL
+FROM (SELECT alertname, namespace, notifications
+      FROM k
+      ORDER BY notifications DESC, alertname {bytewise}, namespace {bytewise} NULLS FIRST
+      LIMIT ?) AS t
+ORDER BY 1, 2
 """
 
 
 def _by_key(
-    db: Db, query: ReportQuery, where: str, args: list[object], hours: float | None
-) -> tuple[ReportV1, list[FlapScore], list[Noisy]]:
-    sql = _BY_KEY.format(where=where, bytewise=_BYTEWISE[db.dialect])
-    params = [*args, query.top, hours, query.min_flap, query.top, query.top]
+    db: Db, query: ReportQuery, keys: str, key_args: list[object], window: _Split
+) -> tuple[ReportV1, list[FlapScore], list[Noisy], int | None]:
+    raw, raw_args = window.raw_rows(
+        "id, alertname, namespace, status, first_seen, notify_count", keys, key_args
+    )
+    rolled, rolled_args = window.rolled(keys, key_args)
+    hours, hours_args = window.rolled_hours(keys, key_args)
+    sql = _BY_KEY.format(
+        raw=raw,
+        segments=segments(db.dialect, "rs", "r", _NS_PER_HOUR),
+        columns=_SEGMENT_COLUMNS,
+        rolled=rolled,
+        rolled_hours=hours,
+        day_ns=_NS_PER_DAY,
+        hour_ns=_NS_PER_HOUR,
+        first_pos=pos(db.dialect, "first_seen", "first_id"),
+        change_pos=pos(db.dialect, "change_seen", "change_id"),
+        bytewise=_BYTEWISE[db.dialect],
+    )
+    params = [*raw_args, *rolled_args, *hours_args, query.top, query.min_flap, query.top, query.top]
     total_events = unique_alerts = 0
+    first_seen: int | None = None
     top: list[TopRow] = []
     flapping: list[FlapScore] = []
     noisiest: list[Noisy] = []
-    for part, _place, name, ns, n, keys, score in db.fetchall(sql, params):
+    for part, _place, name, ns, n, keys_n, first in db.fetchall(sql, params):
         if part == 0:
-            total_events, unique_alerts = int(n), int(keys)
+            total_events, unique_alerts = int(n), int(keys_n)
+            first_seen = None if first is None else int(first)
         elif part == 1:
             top.append(TopRow(alertname=name, namespace=ns, events=int(n)))
         elif part == 2:
-            score = None if score is None else float(score)
-            flapping.append(FlapScore(alertname=name, namespace=ns, flaps=int(n), score=score))
+            flapping.append(FlapScore(alertname=name, namespace=ns, flaps=int(n), score=None))
         else:
             noisiest.append(Noisy(alertname=name, namespace=ns, notifications=int(n)))
     v1 = ReportV1(
@@ -264,46 +432,75 @@ def _by_key(
             for f in flapping
         ],
     )
-    return v1, flapping, noisiest
+    return v1, flapping, noisiest, first_seen
 
 
 # Per episode, (fingerprint, starts_at): it is resolved when a resolved state of it has an end
-# not before its start, and it ended at the earliest such end. Part 0 holds the totals, part 1
-# the mean time to resolve per alertname, longest first.
-_EPISODES = """
-WITH e AS MATERIALIZED (
+# not before its start, and it ended at the earliest such end. The rollup's days hold the
+# episodes wholly inside them (per alertname: count, resolved, quick, total time to resolve);
+# every other episode of the window is grouped here from its rows: those read directly and
+# those of report_multi in the rollup's days. Part 0 holds the totals, part 1 the mean time to
+# resolve per alertname, longest first.
+_EPISODES = f"""
+WITH r AS ({{raw}}),
+x AS (
+    SELECT fingerprint, starts_at, alertname, status, ends_at FROM r
+    UNION ALL
+    SELECT fingerprint, starts_at, alertname, status, ends_at FROM report_multi
+    WHERE {{rolled}}
+), e AS MATERIALIZED (
     SELECT fingerprint, starts_at, min(alertname) AS alertname,
-           min(CASE WHEN status = 'resolved' AND ends_at <> 0 AND ends_at >= starts_at
-                    THEN ends_at END) AS ended
-    FROM alert_events
-    WHERE {where}
+           min(CASE WHEN {VALID_END} THEN ends_at END) AS ended
+    FROM x
     GROUP BY fingerprint, starts_at
+), n AS (
+    SELECT alertname, count(*) AS episodes, count(ended) AS resolved,
+           count(CASE WHEN ended - starts_at <= ? THEN 1 END) AS quick,
+           coalesce(sum(CAST(ended - starts_at AS double precision)), 0) AS ns
+    FROM e
+    GROUP BY alertname
+    UNION ALL
+    SELECT alertname, sum(episodes), sum(resolved_episodes), sum(quick_episodes),
+           sum(resolved_ns)
+    FROM report_days
+    WHERE {{rolled}}
+    GROUP BY alertname
+), a AS MATERIALIZED (
+    SELECT alertname, CAST(sum(episodes) AS bigint) AS episodes,
+           CAST(sum(resolved) AS bigint) AS resolved, CAST(sum(quick) AS bigint) AS quick,
+           sum(ns) AS ns
+    FROM n
+    GROUP BY alertname
 )
-SELECT 0 AS part, 0 AS place, NULL AS alertname, count(*) AS n, count(ended) AS resolved,
-       CAST(count(CASE WHEN ended - starts_at <= ? THEN 1 END) AS double precision)
-           / nullif(count(ended), 0) AS x
-FROM e
+SELECT 0 AS part, 0 AS place, NULL AS alertname, CAST(coalesce(sum(episodes), 0) AS bigint) AS n,
+       CAST(coalesce(sum(resolved), 0) AS bigint) AS resolved,
+       CAST(sum(quick) AS double precision) / nullif(sum(resolved), 0) AS x
+FROM a
 UNION ALL
-SELECT 1, place, alertname, n, NULL, mttr
-FROM (SELECT alertname, count(*) AS n,
-             avg(CAST(ended - starts_at AS double precision)) / 1000000000 AS mttr,
+SELECT 1, place, alertname, resolved, NULL, mttr
+FROM (SELECT alertname, resolved,
+             ns / CAST(resolved AS double precision) / 1000000000 AS mttr,
              row_number() OVER (
-                 ORDER BY avg(CAST(ended - starts_at AS double precision)) DESC,
-                          alertname {bytewise}) AS place
-      FROM e
-      WHERE ended IS NOT NULL
-      GROUP BY alertname) AS t
+                 ORDER BY ns / CAST(resolved AS double precision) DESC,
+                          alertname {{bytewise}}) AS place
+      FROM a
+      WHERE resolved > 0) AS t
 WHERE place <= ?
 ORDER BY part, place
 """
 
 
 def _episodes(
-    db: Db, query: ReportQuery, where: str, args: list[object]
+    db: Db, query: ReportQuery, keys: str, key_args: list[object], window: _Split
 ) -> tuple[int, int, float | None, list[Mttr]]:
     """Episodes, resolved episodes, the share resolved within 5 min, and MTTR per alertname."""
-    sql = _EPISODES.format(where=where, bytewise=_BYTEWISE[db.dialect])
-    rows = db.fetchall(sql, [*args, QUICK_RESOLUTION_NS, query.top])
+    raw, raw_args = window.raw_rows(
+        "fingerprint, starts_at, alertname, status, ends_at", keys, key_args
+    )
+    rolled, rolled_args = window.rolled(keys, key_args)
+    sql = _EPISODES.format(raw=raw, rolled=rolled, bytewise=_BYTEWISE[db.dialect])
+    params = [*raw_args, *rolled_args, QUICK_RESOLUTION_NS, *rolled_args, query.top]
+    rows = db.fetchall(sql, params)
     (_part, _place, _name, episodes, resolved, share), *per_name = rows
     mttr = [
         Mttr(alertname=name, mttr_seconds=float(seconds), resolved_episodes=int(n))
@@ -312,45 +509,69 @@ def _episodes(
     return int(episodes), int(resolved), None if share is None else float(share), mttr
 
 
-_V2_GROUPED = """
-SELECT {key}, count(*),
-       count(CASE WHEN status = 'firing' THEN 1 END),
-       count(CASE WHEN status = 'resolved' THEN 1 END)
-FROM alert_events
-WHERE {where}
-GROUP BY {key}
-ORDER BY {key} {bytewise}
+# v2: the raw rows one by one and the rollup's days by their counts, grouped by the key.
+_V2 = """
+WITH r AS ({raw}), m AS ({minus})
+SELECT key, sum(n), sum(firing), sum(resolved)
+FROM (
+    SELECT {key} AS key, 1 AS n,
+           CASE WHEN status = 'firing' THEN 1 ELSE 0 END AS firing,
+           CASE WHEN status = 'resolved' THEN 1 ELSE 0 END AS resolved
+    FROM r
+    UNION ALL
+    SELECT {key}, -1, CASE WHEN status = 'firing' THEN -1 ELSE 0 END,
+           CASE WHEN status = 'resolved' THEN -1 ELSE 0 END
+    FROM m
+    UNION ALL
+    {rolled}
+) AS x
+GROUP BY key
+HAVING sum(n) > 0
+ORDER BY key {bytewise}
 """
 
-_V2_ALL = """
-SELECT 'all', count(*),
-       count(CASE WHEN status = 'firing' THEN 1 END),
-       count(CASE WHEN status = 'resolved' THEN 1 END)
-FROM alert_events
-WHERE {where}
-HAVING count(*) > 0
-"""
+_V2_ROLLED = "SELECT {key}, events, firing, resolved FROM {table} WHERE {where}"
+_V2_ROLLED_STATUS = (
+    "SELECT 'firing', firing, firing, 0 FROM {table} WHERE {where} AND firing > 0 "
+    "UNION ALL "
+    "SELECT 'resolved', resolved, 0, resolved FROM {table} WHERE {where} AND resolved > 0"
+)
 
 
-def _v2(db: Db, query: ReportQuery) -> ReportV2:
+def _v2(
+    db: Db,
+    query: ReportQuery,
+    keys: str,
+    key_args: list[object],
+    dirty: set[int],
+    dirty_hours: set[int],
+) -> ReportV2:
     """v2's counts per key over the rows first seen in the last `days` days (key filters hold)."""
     assert query.days is not None
-    window = ReportQuery(
-        now=query.now,
-        alertname=query.alertname,
-        namespace=query.namespace,
-        since=query.now - query.days * _NS_PER_DAY,
-        until=query.now,
+    since = query.now - query.days * _NS_PER_DAY
+    window = _Split.of(since, query.now, dirty, counts=True).with_hours(dirty_hours)
+    raw, raw_args = window.raw_rows("alertname, namespace, status", keys, key_args)
+    minus, minus_args = window.minus_rows("alertname, namespace, status", keys, key_args)
+    key = _GROUP_KEYS.get(query.group_by, "'all'")
+    template = _V2_ROLLED_STATUS if query.group_by == "status" else _V2_ROLLED
+    rolled_parts: list[str] = []
+    rolled_args: list[object] = []
+    for table, (where, args) in (
+        ("report_days", window.rolled(keys, key_args)),
+        ("report_hours", window.rolled_hours(keys, key_args)),
+    ):
+        rolled_parts.append(template.format(key=key, table=table, where=where))
+        rolled_args += [*args, *args] if query.group_by == "status" else args
+    sql = _V2.format(
+        raw=raw,
+        minus=minus,
+        key=key,
+        rolled=" UNION ALL ".join(rolled_parts),
+        bytewise=_BYTEWISE[db.dialect],
     )
-    where, args = _filters(window)
-    key = _GROUP_KEYS.get(query.group_by)
-    if key is None:
-        sql = _V2_ALL.format(where=where)
-    else:
-        sql = _V2_GROUPED.format(key=key, where=where, bytewise=_BYTEWISE[db.dialect])
     data = {
         str(name): GroupCounts(count=int(n), firing=int(firing), resolved=int(resolved))
-        for name, n, firing, resolved in db.fetchall(sql, args)
+        for name, n, firing, resolved in db.fetchall(sql, [*raw_args, *minus_args, *rolled_args])
     }
     return ReportV2(
         period_days=query.days,
