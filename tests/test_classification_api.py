@@ -386,3 +386,35 @@ async def test_a_redis_that_is_down_answers_every_read_as_a_miss() -> None:
         assert await cache.get("fp") is None
         assert await cache.get("fp") is None  # skipped at once while it is down
     assert not cache.healthy
+
+
+async def test_the_llm_api_key_is_sent_but_never_logged_or_served(
+    make_settings: SettingsFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    secret = "sk-live-0123456789abcdef"
+    caplog.set_level("DEBUG")
+    async with (
+        running_llm_server("unauthorized") as llm,
+        classifying(make_settings, llm, LLM_API_KEY=secret) as (_s, client, results),
+    ):
+        await post_alerts(client, "fpsecret")
+        await results.wait_for(lambda items: bool(results.of("fpsecret")))
+        sent = llm.requests[0].headers
+        assert (sent["x-litellm-api-key"], sent["authorization"]) == (secret, f"Bearer {secret}")
+        served = [
+            await client.get(path)
+            for path in (
+                "/classification/fpsecret",
+                "/classification/health",
+                "/classification/stats",
+                "/classification/models",
+                "/health/supervisor",
+                "/metrics",
+                "/enrichment/mode",
+            )
+        ]
+        assert [r.status_code for r in served] == [200] * len(served)
+        assert served[0].json()["metadata"]["fallback"] is True  # the 401 fell back
+    assert "fpsecret" in caplog.text  # the service's own log lines were captured
+    texts = [r.text for r in served] + [caplog.text]
+    assert not [t for t in texts if secret in t or "0123456789abcdef" in t]
