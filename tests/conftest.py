@@ -5,9 +5,10 @@ from __future__ import annotations
 import shutil
 import tempfile
 from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, contextmanager
 from functools import partial
 from pathlib import Path
+from typing import Protocol, TypeVar
 
 import httpx
 import pytest
@@ -56,22 +57,44 @@ async def client(service: Service) -> AsyncIterator[httpx.AsyncClient]:
         yield http
 
 
+class _Server(Protocol):
+    def start(self) -> None: ...
+    def stop(self) -> None: ...
+
+
+S = TypeVar("S", bound=_Server)
+
+
+@contextmanager
+def _throwaway(prefix: str, make: Callable[[Path], S]) -> Iterator[S]:
+    """A server from the installed binaries in a fresh temp dir, stopped and removed after."""
+    # not under pytest's tmp_path: that is private to root, and the server may run as `postgres`
+    base = Path(tempfile.mkdtemp(prefix=prefix))
+    try:
+        server = make(base)
+        try:
+            server.start()
+            yield server
+        finally:
+            server.stop()
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
 @pytest.fixture(scope="session")
 def postgres() -> Iterator[PostgresServer]:
     """One throwaway PostgreSQL for the test session; tests take fresh databases from it."""
     bin_dir = find_pg_bin()
     if bin_dir is None:
         pytest.fail("PostgreSQL is not installed: `make test` installs it (apt-get postgresql)")
-    # not under pytest's tmp_path: that is private to root, and the server may run as `postgres`
-    base = Path(tempfile.mkdtemp(prefix="alert-history-pg-"))
-    server = PostgresServer(base, bin_dir)
-    try:
+
+    def make(base: Path) -> PostgresServer:
+        server = PostgresServer(base, bin_dir)
         server.init()
-        server.start()
+        return server
+
+    with _throwaway("alert-history-pg-", make) as server:
         yield server
-    finally:
-        server.stop()
-        shutil.rmtree(base, ignore_errors=True)
 
 
 @pytest.fixture
@@ -104,14 +127,8 @@ def redis_server() -> Iterator[RedisServer]:
     binary = find_redis_server()
     if binary is None:
         pytest.fail("redis-server is not installed: `make test` installs it (apt-get redis-server)")
-    base = Path(tempfile.mkdtemp(prefix="alert-history-redis-"))
-    server = RedisServer(base, binary)
-    try:
-        server.start()
+    with _throwaway("alert-history-redis-", partial(RedisServer, binary=binary)) as server:
         yield server
-    finally:
-        server.stop()
-        shutil.rmtree(base, ignore_errors=True)
 
 
 @pytest.fixture
