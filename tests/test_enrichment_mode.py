@@ -10,6 +10,9 @@ import redis
 import trio
 
 from alert_history.app import Service
+from alert_history.kv import ModeStore
+from alert_history.storage import open_storage
+from alert_history.storage.service_settings import StoredSettings
 from tests.conftest import SettingsFactory, running
 from tests.support import ServiceProcess, alert, service_env, webhook
 
@@ -152,3 +155,51 @@ async def test_a_switch_through_one_replica_is_used_by_another_for_its_next_webh
                 with trio.fail_after(30):
                     assert await process.wait() == 0
             nursery.cancel_scope.cancel()
+
+
+class CountingSettings(StoredSettings):
+    """The real stored settings, counting its reads."""
+
+    reads = 0
+
+    async def get(self, key: str) -> str | None:
+        self.reads += 1
+        return await super().get(key)
+
+
+def _clock() -> int:
+    return 1_700_000_000_000_000_000
+
+
+async def test_an_unshared_database_is_read_once_and_switches_write_through(
+    tmp_path: Path,
+) -> None:
+    storage = await open_storage(f"sqlite:///{tmp_path}/modes.db")
+    try:
+        stored = CountingSettings(storage, _clock)
+        modes = ModeStore(redis=None, stored=stored, default="enriched", stored_shared=False)
+        assert [await modes.get() for _ in range(3)] == [("enriched", "default")] * 3
+        assert await modes.set("transparent") == "memory"
+        assert await modes.get() == ("transparent", "memory")
+        assert stored.reads == 1  # once, not per webhook
+        restarted = CountingSettings(storage, _clock)
+        again = ModeStore(redis=None, stored=restarted, default="enriched", stored_shared=False)
+        assert [await again.get() for _ in range(2)] == [("transparent", "memory")] * 2
+        assert restarted.reads == 1
+    finally:
+        await storage.aclose()
+
+
+async def test_a_shared_database_is_read_for_every_answer(pg_url: str) -> None:
+    first, second = await open_storage(pg_url), await open_storage(pg_url)
+    try:
+        a = ModeStore(redis=None, stored=StoredSettings(first, _clock), default="enriched")
+        b = ModeStore(redis=None, stored=StoredSettings(second, _clock), default="enriched")
+        assert await b.get() == ("enriched", "default")
+        await a.set("transparent")
+        assert await b.get() == ("transparent", "memory")
+        await b.set("transparent_with_recommendations")
+        assert await a.get() == ("transparent_with_recommendations", "memory")
+    finally:
+        await first.aclose()
+        await second.aclose()

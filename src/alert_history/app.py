@@ -128,6 +128,7 @@ def build_service(
         redis=redis,
         stored=StoredSettings(storage, wall_clock_ns),
         default=settings.enrichment_mode,
+        stored_shared=storage.backend != "sqlite",  # SQLite: one process, its memory suffices
     )
     m.count_mode(settings.enrichment_mode)
     llm_cfg = settings.llm

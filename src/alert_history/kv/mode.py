@@ -4,8 +4,10 @@ With Redis: `enrichment:mode` = `{"mode": ...}`, a plain SET (the legacy service
 expire after an hour, B§16.5). Without Redis, or while Redis fails: the database (a
 `service_settings` row), then this process's memory. Reading order: Redis, database, memory,
 then the configured default; `source` says where the answer came from (B§3.3: redis, memory for
-anything stored without Redis, default). Nothing is cached locally, so a switch through any
-replica is seen by every replica's next read.
+anything stored without Redis, default). Nothing shared is cached locally, so a switch through
+any replica is seen by every replica's next read. A database only this process uses (SQLite,
+`stored_shared=False`) is read once: after that this process's memory is the truth and every
+switch is written through, so a webhook costs no database read for its mode.
 """
 
 from __future__ import annotations
@@ -45,10 +47,17 @@ class SettingsBackend(Protocol):
 
 class ModeStore:
     def __init__(
-        self, *, redis: RedisKV | None, stored: SettingsBackend | None, default: EnrichmentMode
+        self,
+        *,
+        redis: RedisKV | None,
+        stored: SettingsBackend | None,
+        default: EnrichmentMode,
+        stored_shared: bool = True,
     ) -> None:
         self._redis = redis
         self._stored = stored
+        self._stored_shared = stored_shared
+        self._stored_read = False  # an unshared database was read once: memory holds it
         self._memory: EnrichmentMode | None = None
         self.default: EnrichmentMode = default
         self.last: EnrichmentMode = default  # the mode read most recently, for gauges
@@ -88,10 +97,13 @@ class ModeStore:
                     return found, "redis"
             except AlertHistoryError:
                 pass  # Redis down: the stored value or memory
-        if self._stored is not None:
+        if self._stored is not None and not self._stored_read:
             try:
                 raw = await self._stored.get(SETTING_KEY)
                 found = _parse(None if raw is None else raw.encode())
+                if not self._stored_shared:
+                    self._stored_read = True
+                    self._memory = self._memory or found
                 if found is not None:
                     return found, "memory"
             except AlertHistoryError:
