@@ -29,7 +29,7 @@ from hypothesis import strategies as st
 
 from alert_history.domain.flapping import V1Row, report_v1
 from alert_history.models import AlertEvent
-from alert_history.storage import Db, Storage, open_storage
+from alert_history.storage import Db, Storage, open_storage, report_rollup
 from alert_history.storage.report import Report, ReportQuery, build_report
 from alert_history.storage.report_rollup import (
     Computed,
@@ -789,7 +789,11 @@ def spread() -> list[list[AlertEvent]]:
     return days
 
 
-async def test_the_rollup_follows_repeats_purges_and_imports(storage: Storage) -> None:
+@pytest.mark.parametrize("max_changes", [1000, 0])  # a store changes rows / replaces the day
+async def test_the_rollup_follows_repeats_purges_and_imports(
+    storage: Storage, max_changes: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(report_rollup, "_MAX_CHANGES", max_changes)
     await write(storage, spread())
     assert await refresh_all(storage) == 3
     await assert_every_window(storage, min_flap=2, top=10)

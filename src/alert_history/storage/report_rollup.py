@@ -34,10 +34,13 @@ day cannot mistake a newer dirtying for theirs.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
+from decimal import Decimal
 from functools import partial
 
 import trio
@@ -205,44 +208,101 @@ FROM seg
 # triggers of migration 0006). Otherwise the day stays dirty, for the next round.
 
 
+#: past this many changed rows a store replaces all of the day's (hour's) rows instead
+_MAX_CHANGES = 1000
+_INSERT_CHUNK = 500  # rows per INSERT: at most 18 * 500 parameters
+
+
 @dataclass(frozen=True)
 class Computed:
-    """The rollup rows of one dirty day (hour) as of `gen`."""
+    """What to change in the rollup rows of one dirty day (hour) as of `gen`: usually a few
+    rows (a day gets dirty by a late row or two), so that the store is short."""
 
     table: str  # "report_days" or "report_hours"
     key: int  # the day (hour)
     gen: int
-    rows: list[Row]
-    multi: list[Row]  # the day's report_multi rows (none for an hour)
+    rows: list[Row]  # every row of the day (hour) if `replace_all`, else the new or changed
+    stale: list[Row]  # the (day, alertname, namespace) of rows to delete (not `replace_all`)
+    replace_all: bool
+    multi: list[Row]  # report_multi rows of a day likewise
+    stale_multi: list[Row]
+    replace_multi: bool
+
+
+def _plain(rows: list[Row]) -> list[Row]:
+    """PostgreSQL's sums of bigints come as Decimal: ints, for JSON (they are whole)."""
+    return [tuple(int(v) if isinstance(v, Decimal) else v for v in row) for row in rows]
+
+
+def _changes(old: list[Row], new: list[Row], width: int) -> tuple[list[Row], list[Row], bool]:
+    """(rows to insert, keys of rows to delete, replace everything?) from `old` to `new`; a
+    row's key is its first `width` values (all of them for report_multi, where a row can be
+    there twice: a changed row's copies are all deleted and inserted again)."""
+    if not old or not new:
+        return new, [], True
+    old_n, new_n = Counter(old), Counter(new)
+    changed = [row for row in old_n.keys() | new_n.keys() if old_n[row] != new_n[row]]
+    if len(changed) > _MAX_CHANGES:
+        return new, [], True
+    stale = sorted({row[:width] for row in changed if row in old_n}, key=repr)
+    fresh = sorted({row for row in changed if row in new_n}, key=repr)
+    return [row for row in fresh for _ in range(new_n[row])], stale, False
 
 
 def compute_day(db: Db, day: int) -> Computed | None:
-    """The rollup rows of `day` if it is dirty (None if not); a read, run it through
-    `Storage.read`."""
+    """The changes to the rollup rows of `day` if it is dirty (None if not); reads only, run it
+    through `Storage.read`."""
     row = db.fetchone("SELECT gen FROM report_dirty WHERE day = ?", [day])
     if row is None:
         return None
     lo, hi = day * NS_PER_DAY, (day + 1) * NS_PER_DAY
     rows = db.fetchall(_day_rows(db.dialect), [lo, hi])
+    old = db.fetchall(f"SELECT {_DAY_COLUMNS} FROM report_days WHERE day = ?", [day])
     multi = db.fetchall(_MULTI_ROWS, [lo, hi])
-    return Computed("report_days", day, int(row[0]), rows, multi)
+    old_multi = db.fetchall(f"SELECT {_MULTI_COLUMNS} FROM report_multi WHERE day = ?", [day])
+    rows, stale, replace_all = _changes(_plain(old), _plain(rows), 3)
+    multi, stale_multi, replace_multi = _changes(_plain(old_multi), _plain(multi), 7)
+    return Computed(
+        "report_days", day, int(row[0]), rows, stale, replace_all, multi, stale_multi,
+        replace_multi,
+    )  # fmt: skip
 
 
 def compute_hour(db: Db, hour: int) -> Computed | None:
-    """The rollup rows of `hour` if it is dirty (None if not); a read."""
+    """The changes to the rollup rows of `hour` if it is dirty (None if not); reads only."""
     row = db.fetchone("SELECT gen FROM report_dirty_hours WHERE hour = ?", [hour])
     if row is None:
         return None
     lo, hi = hour * NS_PER_HOUR, (hour + 1) * NS_PER_HOUR
-    return Computed(
-        "report_hours", hour, int(row[0]), db.fetchall(_hour_rows(db.dialect), [lo, hi]), []
-    )
+    rows = db.fetchall(_hour_rows(db.dialect), [lo, hi])
+    old = db.fetchall(f"SELECT {_HOUR_COLUMNS} FROM report_hours WHERE hour = ?", [hour])
+    rows, stale, replace_all = _changes(_plain(old), _plain(rows), 3)
+    return Computed("report_hours", hour, int(row[0]), rows, stale, replace_all, [], [], False)
 
 
-_INSERT_CHUNK = 40  # rows per INSERT: at most 18 * 40 parameters
+# PostgreSQL's types of the rollup columns (report_days' first 14 are report_hours')
+_PG_TYPES = {
+    "report_days": ["bigint", "text", "text", *["bigint"] * 4, "bigint", "bigint", "text", "text",
+                    *["bigint"] * 3, *["bigint"] * 3, "double precision"],
+    "report_hours": ["bigint", "text", "text", *["bigint"] * 4, "bigint", "bigint", "text",
+                     "text", *["bigint"] * 3],
+    "report_multi": ["bigint", "text", "bigint", "text", "text", "text", "bigint"],
+}  # fmt: skip
 
 
 def _insert(db: Db, table: str, columns: str, rows: Sequence[Row]) -> None:
+    if not rows:
+        return
+    if db.dialect == "postgres":
+        # the rows as one JSON text: psycopg dumps arrays or a long VALUES list value by value
+        # in Python (~40 us a row), PostgreSQL parses JSON in C
+        values = ", ".join(f"(r->>{i})::{t}" for i, t in enumerate(_PG_TYPES[table]))
+        db.execute(
+            f"INSERT INTO {table} ({columns})"
+            f" SELECT {values} FROM jsonb_array_elements(?::jsonb) r",
+            [json.dumps(rows)],
+        )
+        return
     width = columns.count(",") + 1
     one = "(" + ", ".join("?" * width) + ")"
     for start in range(0, len(rows), _INSERT_CHUNK):
@@ -253,10 +313,33 @@ def _insert(db: Db, table: str, columns: str, rows: Sequence[Row]) -> None:
         )
 
 
+def _delete(db: Db, table: str, columns: str, keys: Sequence[Row]) -> None:
+    if not keys:
+        return
+    names = [column.strip() for column in columns.split(",")]
+    if db.dialect == "postgres":  # one statement (a round trip costs ms), as _insert
+        types = _PG_TYPES[table]
+        where = " AND ".join(
+            f"t.{name} IS NOT DISTINCT FROM (r->>{i})::{types[i]}"
+            if name == "namespace"
+            else f"t.{name} = (r->>{i})::{types[i]}"
+            for i, name in enumerate(names)
+        )
+        db.execute(
+            f"DELETE FROM {table} t USING jsonb_array_elements(?::jsonb) r WHERE {where}",
+            [json.dumps(keys)],
+        )
+        return
+    # `=` where the index can serve it; only namespace is ever null
+    where = " AND ".join("namespace IS ?" if n == "namespace" else f"{n} = ?" for n in names)
+    for key in keys:
+        db.execute(f"DELETE FROM {table} WHERE {where}", list(key))
+
+
 def store(db: Db, computed: Computed) -> bool:
-    """Replace the rollup rows of `computed`'s day (hour) with its rows if nothing changed them
-    since it was computed (its `gen` unchanged); return whether it did. Run it through
-    `Storage.write`: a few ms (a delete and an insert of a day's keys)."""
+    """Apply `computed` to the rollup if nothing changed the day (hour) since it was computed
+    (its `gen` unchanged) and mark it clean; return whether it did. Run it through
+    `Storage.write`: a few statements (usually a few rows; a whole day's a few thousand)."""
     day = computed.table == "report_days"
     dirty, unit = ("report_dirty", "day") if day else ("report_dirty_hours", "hour")
     # on PostgreSQL the row lock waits for a writer that changed the day but has not committed
@@ -265,10 +348,15 @@ def store(db: Db, computed: Computed) -> bool:
     row = db.fetchone(f"SELECT gen FROM {dirty} WHERE {unit} = ?{lock}", [computed.key])
     if row is None or int(row[0]) != computed.gen:
         return False
-    db.execute(f"DELETE FROM {computed.table} WHERE {unit} = ?", [computed.key])
-    _insert(db, computed.table, _DAY_COLUMNS if day else _HOUR_COLUMNS, computed.rows)
+    columns = _DAY_COLUMNS if day else _HOUR_COLUMNS
+    if computed.replace_all:
+        db.execute(f"DELETE FROM {computed.table} WHERE {unit} = ?", [computed.key])
+    _delete(db, computed.table, f"{unit}, alertname, namespace", computed.stale)
+    _insert(db, computed.table, columns, computed.rows)
     if day:
-        db.execute("DELETE FROM report_multi WHERE day = ?", [computed.key])
+        if computed.replace_multi:
+            db.execute("DELETE FROM report_multi WHERE day = ?", [computed.key])
+        _delete(db, "report_multi", _MULTI_COLUMNS, computed.stale_multi)
         _insert(db, "report_multi", _MULTI_COLUMNS, computed.multi)
     db.execute(f"DELETE FROM {dirty} WHERE {unit} = ?", [computed.key])
     return True
