@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import calendar
 import statistics
+import threading
 import uuid
 from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
@@ -22,14 +23,21 @@ import httpx
 import msgspec
 import psycopg
 import pytest
+import trio
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from alert_history.domain.flapping import V1Row, report_v1
 from alert_history.models import AlertEvent
-from alert_history.storage import Db, Storage, open_storage
+from alert_history.storage import Db, Storage, open_storage, report_rollup
 from alert_history.storage.report import Report, ReportQuery, build_report
-from alert_history.storage.report_rollup import refresh_all
+from alert_history.storage.report_rollup import (
+    Computed,
+    compute_day,
+    refresh_all,
+    refresh_day,
+    store,
+)
 from tests.pg import PostgresServer
 from tests.support import alert, encode, webhook
 
@@ -781,7 +789,11 @@ def spread() -> list[list[AlertEvent]]:
     return days
 
 
-async def test_the_rollup_follows_repeats_purges_and_imports(storage: Storage) -> None:
+@pytest.mark.parametrize("max_changes", [1000, 0])  # a store changes rows / replaces the day
+async def test_the_rollup_follows_repeats_purges_and_imports(
+    storage: Storage, max_changes: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(report_rollup, "_MAX_CHANGES", max_changes)
     await write(storage, spread())
     assert await refresh_all(storage) == 3
     await assert_every_window(storage, min_flap=2, top=10)
@@ -806,4 +818,64 @@ async def test_the_rollup_follows_repeats_purges_and_imports(storage: Storage) -
     assert await storage.import_events(imported) == 30
     await assert_every_window(storage, min_flap=2, top=10)
     await refresh_all(storage)
+    await assert_every_window(storage, min_flap=2, top=10)
+
+
+async def test_a_refresh_computes_out_of_the_writers_way(storage: Storage) -> None:
+    """A day is computed with reads: a write issued meanwhile completes before the computation
+    does (on SQLite the writer connection is free, on PostgreSQL no lock is held); that write
+    dirtied the day again, so the computed rows are not stored, and the next refresh stores it."""
+    await write(storage, spread())
+    assert await refresh_all(storage) == 3
+    day = T0 // DAY
+    # a late resolution of an episode of that day dirties it
+    await storage.write_events([at_minutes("DiskFull", "prod", "disk-1", "resolved", 7, 9, 70)])
+    computing, release = trio.Event(), threading.Event()
+    order: list[object] = []
+
+    def slow_compute(db: Db) -> Computed | None:
+        computed = compute_day(db, day)
+        trio.from_thread.run_sync(computing.set)
+        # a safety bound only (the test fails, not hangs, if the write waited for this)
+        release.wait(timeout=30)
+        order.append("computed")
+        return computed
+
+    async def refresher() -> None:
+        computed = await storage.read(slow_compute)
+        assert computed is not None
+        order.append(await storage.write(partial(store, computed=computed)))
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(refresher)
+        await computing.wait()
+        await storage.write_events([at_minutes("DiskFull", "prod", "disk-2", "firing", 3, 3, 75)])
+        order.append("written")
+        release.set()
+    assert order == ["written", "computed", False]  # not stored: the write dirtied the day again
+    dirty = await storage.read(lambda db: db.fetchall("SELECT day FROM report_dirty"))
+    assert (day,) in [tuple(row) for row in dirty]
+    await assert_every_window(storage, min_flap=2, top=10)
+    assert await refresh_day(storage, day)
+    assert await storage.read(lambda db: db.fetchall("SELECT day FROM report_dirty")) == []
+    await assert_every_window(storage, min_flap=2, top=10)
+
+
+async def test_a_repeat_notification_while_a_day_is_computed_keeps_it_dirty(
+    storage: Storage,
+) -> None:
+    """A repeat only adds to notify_count (no new row), yet a day computed before it must not
+    be stored without it."""
+    await write(storage, spread())
+    assert await refresh_all(storage) == 3
+    repeat = [e for batch in recorded() for e in batch if e.status == "firing"][:1]
+    late = at_minutes("DiskFull", "prod", "disk-1", "resolved", 7, 9, 70)
+    await storage.write_events([late])  # the first day is dirty
+    day = T0 // DAY
+    computed = await storage.read(partial(compute_day, day=day))
+    assert computed is not None
+    await storage.write_events(repeat)  # a repeat of a row of that day
+    assert not await storage.write(partial(store, computed=computed))
+    await assert_every_window(storage, min_flap=2, top=10)
+    assert await refresh_day(storage, day)
     await assert_every_window(storage, min_flap=2, top=10)

@@ -14,27 +14,40 @@ service's group commit, imports, retention, bulk loads, plain SQL), in the write
 transaction. A repeat notification, which only adds to a row's notify_count, is added to the
 day's and hour's rows instead, so old days stay clean while their alerts keep firing.
 
-`refresh` / `refresh_hours` recompute dirty days / hours from their rows (the housekeeping actor
-runs `keep_fresh`: every dirty hour each round, one day per transaction, today's day at most
+`refresh_all` / `refresh_day` / `refresh_hour` recompute dirty days / hours from their rows (the
+housekeeping actor runs `keep_fresh`: every dirty hour and day each round, today's day at most
 every 5 minutes). A report reads whole clean days from `report_days`, the whole clean hours of
 the rest from `report_hours` (not for episodes), and every other row of its window (partial
 hours, dirty hours and days) from `alert_events`, so its numbers never depend on how fresh the
-rollup is, only its speed does. On PostgreSQL a refresh locks its tables against the triggers
-(SHARE ROW EXCLUSIVE) before it reads, so a writer's trigger waits for it, never interleaves
-with it; readers are not blocked.
+rollup is, only its speed does.
+
+A refresh stays out of ingest's way: it computes a day (seconds for a busy one) with plain reads
+(a SQLite reader connection, no PostgreSQL lock) and then stores the result in a short write
+transaction (a delete and an insert of the day's rollup rows) only if the day's `gen` in
+`report_dirty` is what it was before the computation; every trigger above changes `gen` when it
+touches a dirty day or hour, so a write in between leaves the day dirty for the next round. On
+PostgreSQL the store locks the day's `report_dirty` row, so it waits for a writer that dirtied
+the day and has not committed yet (and sees its `gen`), and a writer's trigger waits for the
+store's few ms; `gen` is a transaction id there, never reused, so replicas refreshing the same
+day cannot mistake a newer dirtying for theirs.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from decimal import Decimal
 from functools import partial
 
 import trio
 
 from alert_history.errors import StorageError
 from alert_history.storage.base import Storage
-from alert_history.storage.executor import Db, Dialect
+from alert_history.storage.executor import Db, Dialect, Row
 
 log = logging.getLogger("alert_history.report_rollup")
 
@@ -125,11 +138,20 @@ WHERE first_seen >= ? AND first_seen < ?
 """
 
 
-def _refresh_day(dialect: Dialect) -> str:
+_DAY_COLUMNS = (
+    "day, alertname, namespace, events, firing, resolved, notifications, first_seen, first_id,"
+    " first_status, last_status, flaps, change_seen, change_id, episodes, resolved_episodes,"
+    " quick_episodes, resolved_ns"
+)
+_MULTI_COLUMNS = "day, fingerprint, starts_at, alertname, namespace, status, ends_at"
+_HOUR_COLUMNS = (
+    "hour, alertname, namespace, events, firing, resolved, notifications, first_seen, first_id,"
+    " first_status, last_status, flaps, change_seen, change_id"
+)
+
+
+def _day_rows(dialect: Dialect) -> str:
     return f"""
-INSERT INTO report_days (day, alertname, namespace, events, firing, resolved, notifications,
-    first_seen, first_id, first_status, last_status, flaps, change_seen, change_id,
-    episodes, resolved_episodes, quick_episodes, resolved_ns)
 WITH d AS MATERIALIZED ({_DAY_ROWS}),
 {segments(dialect, "seg", "d")},
 single AS (
@@ -158,18 +180,15 @@ FROM seg LEFT JOIN eps
 """
 
 
-_REFRESH_MULTI = f"""
-INSERT INTO report_multi (day, fingerprint, starts_at, alertname, namespace, status, ends_at)
+_MULTI_ROWS = f"""
 SELECT first_seen / {NS_PER_DAY}, fingerprint, starts_at, alertname, namespace, status, ends_at
 FROM ({_DAY_ROWS}) AS d
 WHERE multi = 1
 """
 
 
-def _refresh_hour(dialect: Dialect) -> str:
+def _hour_rows(dialect: Dialect) -> str:
     return f"""
-INSERT INTO report_hours (hour, alertname, namespace, events, firing, resolved, notifications,
-    first_seen, first_id, first_status, last_status, flaps, change_seen, change_id)
 WITH h AS (
     SELECT id, alertname, namespace, status, first_seen, notify_count FROM alert_events
     WHERE first_seen >= ? AND first_seen < ?
@@ -181,50 +200,201 @@ FROM seg
 """
 
 
-def refresh_hours(db: Db, max_hours: int = 24) -> int:
-    """Recompute up to `max_hours` dirty hours (oldest first) in the caller's write
-    transaction; return how many. Cheap: an hour's rows, no episodes."""
+# A refresh never runs its queries in the writer's way: `compute_*` reads a dirty day's (hour's)
+# `gen` and then computes its rollup rows with plain reads (Storage.read: on SQLite a reader
+# connection, on PostgreSQL no lock but the rows' own); `store` then replaces the rollup rows in
+# a short write transaction, only if `gen` is still what was read, i.e. nothing made the day
+# dirty again meanwhile (a write in between changes `gen`, in the writer's transaction: the
+# triggers of migration 0006). Otherwise the day stays dirty, for the next round.
+
+
+#: past this many changed rows a store replaces all of the day's (hour's) rows instead
+_MAX_CHANGES = 1000
+_INSERT_CHUNK = 500  # rows per INSERT: at most 18 * 500 parameters
+
+
+@dataclass(frozen=True)
+class Computed:
+    """What to change in the rollup rows of one dirty day (hour) as of `gen`: usually a few
+    rows (a day gets dirty by a late row or two), so that the store is short."""
+
+    table: str  # "report_days" or "report_hours"
+    key: int  # the day (hour)
+    gen: int
+    rows: list[Row]  # every row of the day (hour) if `replace_all`, else the new or changed
+    stale: list[Row]  # the (day, alertname, namespace) of rows to delete (not `replace_all`)
+    replace_all: bool
+    multi: list[Row]  # report_multi rows of a day likewise
+    stale_multi: list[Row]
+    replace_multi: bool
+
+
+def _plain(rows: list[Row]) -> list[Row]:
+    """PostgreSQL's sums of bigints come as Decimal: ints, for JSON (they are whole)."""
+    return [tuple(int(v) if isinstance(v, Decimal) else v for v in row) for row in rows]
+
+
+def _changes(old: list[Row], new: list[Row], width: int) -> tuple[list[Row], list[Row], bool]:
+    """(rows to insert, keys of rows to delete, replace everything?) from `old` to `new`; a
+    row's key is its first `width` values (all of them for report_multi, where a row can be
+    there twice: a changed row's copies are all deleted and inserted again)."""
+    if not old or not new:
+        return new, [], True
+    old_n, new_n = Counter(old), Counter(new)
+    changed = [row for row in old_n.keys() | new_n.keys() if old_n[row] != new_n[row]]
+    if len(changed) > _MAX_CHANGES:
+        return new, [], True
+    stale = sorted({row[:width] for row in changed if row in old_n}, key=repr)
+    fresh = sorted({row for row in changed if row in new_n}, key=repr)
+    return [row for row in fresh for _ in range(new_n[row])], stale, False
+
+
+def compute_day(db: Db, day: int) -> Computed | None:
+    """The changes to the rollup rows of `day` if it is dirty (None if not); reads only, run it
+    through `Storage.read`."""
+    row = db.fetchone("SELECT gen FROM report_dirty WHERE day = ?", [day])
+    if row is None:
+        return None
+    lo, hi = day * NS_PER_DAY, (day + 1) * NS_PER_DAY
+    rows = db.fetchall(_day_rows(db.dialect), [lo, hi])
+    old = db.fetchall(f"SELECT {_DAY_COLUMNS} FROM report_days WHERE day = ?", [day])
+    multi = db.fetchall(_MULTI_ROWS, [lo, hi])
+    old_multi = db.fetchall(f"SELECT {_MULTI_COLUMNS} FROM report_multi WHERE day = ?", [day])
+    rows, stale, replace_all = _changes(_plain(old), _plain(rows), 3)
+    multi, stale_multi, replace_multi = _changes(_plain(old_multi), _plain(multi), 7)
+    return Computed(
+        "report_days", day, int(row[0]), rows, stale, replace_all, multi, stale_multi,
+        replace_multi,
+    )  # fmt: skip
+
+
+def compute_hour(db: Db, hour: int) -> Computed | None:
+    """The changes to the rollup rows of `hour` if it is dirty (None if not); reads only."""
+    row = db.fetchone("SELECT gen FROM report_dirty_hours WHERE hour = ?", [hour])
+    if row is None:
+        return None
+    lo, hi = hour * NS_PER_HOUR, (hour + 1) * NS_PER_HOUR
+    rows = db.fetchall(_hour_rows(db.dialect), [lo, hi])
+    old = db.fetchall(f"SELECT {_HOUR_COLUMNS} FROM report_hours WHERE hour = ?", [hour])
+    rows, stale, replace_all = _changes(_plain(old), _plain(rows), 3)
+    return Computed("report_hours", hour, int(row[0]), rows, stale, replace_all, [], [], False)
+
+
+# PostgreSQL's types of the rollup columns (report_days' first 14 are report_hours')
+_PG_TYPES = {
+    "report_days": ["bigint", "text", "text", *["bigint"] * 4, "bigint", "bigint", "text", "text",
+                    *["bigint"] * 3, *["bigint"] * 3, "double precision"],
+    "report_hours": ["bigint", "text", "text", *["bigint"] * 4, "bigint", "bigint", "text",
+                     "text", *["bigint"] * 3],
+    "report_multi": ["bigint", "text", "bigint", "text", "text", "text", "bigint"],
+}  # fmt: skip
+
+
+def _insert(db: Db, table: str, columns: str, rows: Sequence[Row]) -> None:
+    if not rows:
+        return
     if db.dialect == "postgres":
-        db.execute("LOCK TABLE report_dirty_hours, report_hours IN SHARE ROW EXCLUSIVE MODE")
-    rows = db.fetchall("SELECT hour FROM report_dirty_hours ORDER BY hour LIMIT ?", [max_hours])
-    hours = [int(hour) for (hour,) in rows]
-    for hour in hours:
-        db.execute("DELETE FROM report_hours WHERE hour = ?", [hour])
-        db.execute(_refresh_hour(db.dialect), [hour * NS_PER_HOUR, (hour + 1) * NS_PER_HOUR])
-        db.execute("DELETE FROM report_dirty_hours WHERE hour = ?", [hour])
-    return len(hours)
+        # the rows as one JSON text: psycopg dumps arrays or a long VALUES list value by value
+        # in Python (~40 us a row), PostgreSQL parses JSON in C
+        values = ", ".join(f"(r->>{i})::{t}" for i, t in enumerate(_PG_TYPES[table]))
+        db.execute(
+            f"INSERT INTO {table} ({columns})"
+            f" SELECT {values} FROM jsonb_array_elements(?::jsonb) r",
+            [json.dumps(rows)],
+        )
+        return
+    width = columns.count(",") + 1
+    one = "(" + ", ".join("?" * width) + ")"
+    for start in range(0, len(rows), _INSERT_CHUNK):
+        chunk = rows[start : start + _INSERT_CHUNK]
+        db.execute(
+            f"INSERT INTO {table} ({columns}) VALUES {', '.join([one] * len(chunk))}",
+            [value for row in chunk for value in row],
+        )
 
 
-def refresh(db: Db, max_days: int = 1, skip_day: int | None = None) -> int:
-    """Recompute up to `max_days` dirty days (oldest first, not `skip_day`) in the caller's
-    write transaction; return how many. Run it through `Storage.write`."""
-    if db.dialect == "postgres":
-        db.execute("LOCK TABLE report_dirty, report_days, report_multi IN SHARE ROW EXCLUSIVE MODE")
-    rows = db.fetchall(
-        "SELECT day FROM report_dirty WHERE day <> ? ORDER BY day LIMIT ?",
-        [-1 if skip_day is None else skip_day, max_days],
-    )
-    days = [int(day) for (day,) in rows]
-    for day in days:
-        lo, hi = day * NS_PER_DAY, (day + 1) * NS_PER_DAY
-        db.execute("DELETE FROM report_days WHERE day = ?", [day])
-        db.execute("DELETE FROM report_multi WHERE day = ?", [day])
-        db.execute(_refresh_day(db.dialect), [lo, hi])
-        db.execute(_REFRESH_MULTI, [lo, hi])
-        db.execute("DELETE FROM report_dirty WHERE day = ?", [day])
-    return len(days)
+def _delete(db: Db, table: str, columns: str, keys: Sequence[Row]) -> None:
+    if not keys:
+        return
+    names = [column.strip() for column in columns.split(",")]
+    if db.dialect == "postgres":  # one statement (a round trip costs ms), as _insert
+        types = _PG_TYPES[table]
+        where = " AND ".join(
+            f"t.{name} IS NOT DISTINCT FROM (r->>{i})::{types[i]}"
+            if name == "namespace"
+            else f"t.{name} = (r->>{i})::{types[i]}"
+            for i, name in enumerate(names)
+        )
+        db.execute(
+            f"DELETE FROM {table} t USING jsonb_array_elements(?::jsonb) r WHERE {where}",
+            [json.dumps(keys)],
+        )
+        return
+    # `=` where the index can serve it; only namespace is ever null
+    where = " AND ".join("namespace IS ?" if n == "namespace" else f"{n} = ?" for n in names)
+    for key in keys:
+        db.execute(f"DELETE FROM {table} WHERE {where}", list(key))
 
 
-async def refresh_all(storage: Storage, *, skip_day: int | None = None, pause: float = 0.05) -> int:
-    """Refresh every dirty hour, then every dirty day but `skip_day`, one day (or a day of
-    hours) per transaction (the writer is free in between); return how many days."""
-    for _ in range(1_000_000):  # a day of hours per transaction, until none is left
-        if await storage.write(partial(refresh_hours, max_hours=24)) < 24:
-            break
-        await trio.sleep(pause)
+def store(db: Db, computed: Computed) -> bool:
+    """Apply `computed` to the rollup if nothing changed the day (hour) since it was computed
+    (its `gen` unchanged) and mark it clean; return whether it did. Run it through
+    `Storage.write`: a few statements (usually a few rows; a whole day's a few thousand)."""
+    day = computed.table == "report_days"
+    dirty, unit = ("report_dirty", "day") if day else ("report_dirty_hours", "hour")
+    # on PostgreSQL the row lock waits for a writer that changed the day but has not committed
+    # yet (its `gen` is then new); a writer that comes after waits for this transaction
+    lock = " FOR UPDATE" if db.dialect == "postgres" else ""
+    row = db.fetchone(f"SELECT gen FROM {dirty} WHERE {unit} = ?{lock}", [computed.key])
+    if row is None or int(row[0]) != computed.gen:
+        return False
+    columns = _DAY_COLUMNS if day else _HOUR_COLUMNS
+    if computed.replace_all:
+        db.execute(f"DELETE FROM {computed.table} WHERE {unit} = ?", [computed.key])
+    _delete(db, computed.table, f"{unit}, alertname, namespace", computed.stale)
+    _insert(db, computed.table, columns, computed.rows)
+    if day:
+        if computed.replace_multi:
+            db.execute("DELETE FROM report_multi WHERE day = ?", [computed.key])
+        _delete(db, "report_multi", _MULTI_COLUMNS, computed.stale_multi)
+        _insert(db, "report_multi", _MULTI_COLUMNS, computed.multi)
+    db.execute(f"DELETE FROM {dirty} WHERE {unit} = ?", [computed.key])
+    return True
+
+
+async def refresh_day(storage: Storage, day: int) -> bool:
+    """Refresh `day` if it is dirty; return whether it is clean now (False: writes dirtied it
+    again while it was computed)."""
+    computed = await storage.read(partial(compute_day, day=day))
+    return computed is None or await storage.write(partial(store, computed=computed))
+
+
+async def refresh_hour(storage: Storage, hour: int) -> bool:
+    """Refresh `hour` likewise."""
+    computed = await storage.read(partial(compute_hour, hour=hour))
+    return computed is None or await storage.write(partial(store, computed=computed))
+
+
+async def refresh_all(
+    storage: Storage, *, skip_day: int | None = None, pause: float = 0.05, attempts: int = 3
+) -> int:
+    """Refresh every dirty hour, then every dirty day but `skip_day` (oldest first; each up to
+    `attempts` times while writes keep dirtying it); return how many days were refreshed. The
+    writer is held only for each store."""
+    hours = await storage.read(lambda db: db.fetchall("SELECT hour FROM report_dirty_hours"))
+    for (hour,) in sorted(hours):
+        for _ in range(attempts):
+            if await refresh_hour(storage, int(hour)):
+                break
+    days = await storage.read(lambda db: db.fetchall("SELECT day FROM report_dirty"))
     total = 0
-    while await storage.write(partial(refresh, max_days=1, skip_day=skip_day)):
-        total += 1
+    for (day,) in sorted(days):
+        if day == skip_day:
+            continue
+        for _ in range(attempts):
+            if await refresh_day(storage, int(day)):
+                total += 1
+                break
         await trio.sleep(pause)
     return total
 
@@ -232,18 +402,21 @@ async def refresh_all(storage: Storage, *, skip_day: int | None = None, pause: f
 async def keep_fresh(
     storage: Storage, *, interval: float = 15.0, today_every: float = 300.0
 ) -> None:
-    """Refresh dirty days every `interval` seconds, for ever (the housekeeping actor runs it).
+    """Refresh the dirty hours and days every `interval` seconds, for ever (the housekeeping
+    actor runs it).
 
     Today's day is dirty again after every write: it is refreshed at most every `today_every`
-    seconds (a day's refresh holds the writer for a while); reports read its hours meanwhile.
+    seconds (a day's computation takes a while, if mostly not in the writer's way); reports
+    read its hours meanwhile. If writes kept dirtying it while it was computed, the next round
+    tries again.
     """
     today_done = float("-inf")
     while True:
         today = time.time_ns() // NS_PER_DAY
-        with_today = trio.current_time() - today_done >= today_every
         try:
-            await refresh_all(storage, skip_day=None if with_today else today)
-            if with_today:
+            await refresh_all(storage, skip_day=today)
+            due = trio.current_time() - today_done >= today_every
+            if due and await refresh_day(storage, today):
                 today_done = trio.current_time()
         except StorageError as exc:
             log.warning("report rollup refresh failed", extra={"error": str(exc)})

@@ -36,7 +36,10 @@ CREATE TABLE report_multi (
     ends_at      bigint NOT NULL
 );
 CREATE INDEX ix_report_multi_day ON report_multi (day);
-CREATE TABLE report_dirty (day bigint PRIMARY KEY);
+-- `gen` is the id of the last transaction that made the day dirty: a refresh computes a day
+-- outside any writer's way and stores it only if `gen` is still what it read (never reused, so
+-- a refresh racing another replica's cannot be fooled) (storage/report_rollup.py).
+CREATE TABLE report_dirty (day bigint PRIMARY KEY, gen bigint NOT NULL DEFAULT 0);
 INSERT INTO report_dirty (day) SELECT DISTINCT first_seen / 86400000000000 FROM alert_events;
 -- The same per UTC hour, without the episodes: a report's partial days come from here.
 CREATE TABLE report_hours (
@@ -56,23 +59,24 @@ CREATE TABLE report_hours (
     change_id     bigint
 );
 CREATE INDEX ix_report_hours_hour ON report_hours (hour, alertname);
-CREATE TABLE report_dirty_hours (hour bigint PRIMARY KEY);
+CREATE TABLE report_dirty_hours (hour bigint PRIMARY KEY, gen bigint NOT NULL DEFAULT 0);
 INSERT INTO report_dirty_hours (hour) SELECT DISTINCT first_seen / 3600000000000 FROM alert_events;
 
 -- The statement-level triggers probe the unique index per changed row (LATERAL): the planner
 -- knows nothing of a transition table's size and would otherwise scan alert_events.
 CREATE FUNCTION report_events_inserted() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    INSERT INTO report_dirty_hours (hour)
-    SELECT DISTINCT first_seen / 3600000000000 FROM new_rows
-    ON CONFLICT DO NOTHING;
-    INSERT INTO report_dirty (day)
-    SELECT DISTINCT e.first_seen / 86400000000000
+    INSERT INTO report_dirty_hours (hour, gen)
+    SELECT DISTINCT first_seen / 3600000000000, pg_current_xact_id()::text::bigint FROM new_rows ORDER BY 1
+    ON CONFLICT (hour) DO UPDATE SET gen = excluded.gen;
+    INSERT INTO report_dirty (day, gen)
+    SELECT DISTINCT e.first_seen / 86400000000000, pg_current_xact_id()::text::bigint
     FROM new_rows n, LATERAL (
         SELECT s.first_seen FROM alert_events s
         WHERE s.fingerprint = n.fingerprint AND s.starts_at = n.starts_at
     ) AS e
-    ON CONFLICT DO NOTHING;
+    ORDER BY 1
+    ON CONFLICT (day) DO UPDATE SET gen = excluded.gen;
     RETURN NULL;
 END $$;
 CREATE TRIGGER report_events_inserted AFTER INSERT ON alert_events
@@ -80,18 +84,21 @@ REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION report_eve
 
 CREATE FUNCTION report_events_deleted() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    INSERT INTO report_dirty_hours (hour)
-    SELECT DISTINCT first_seen / 3600000000000 FROM old_rows
-    ON CONFLICT DO NOTHING;
-    INSERT INTO report_dirty (day)
-    SELECT o.first_seen / 86400000000000 FROM old_rows o
-    UNION
-    SELECT e.first_seen / 86400000000000
-    FROM old_rows o, LATERAL (
-        SELECT s.first_seen FROM alert_events s
-        WHERE s.fingerprint = o.fingerprint AND s.starts_at = o.starts_at
-    ) AS e
-    ON CONFLICT DO NOTHING;
+    INSERT INTO report_dirty_hours (hour, gen)
+    SELECT DISTINCT first_seen / 3600000000000, pg_current_xact_id()::text::bigint FROM old_rows ORDER BY 1
+    ON CONFLICT (hour) DO UPDATE SET gen = excluded.gen;
+    INSERT INTO report_dirty (day, gen)
+    SELECT day, pg_current_xact_id()::text::bigint FROM (
+        SELECT o.first_seen / 86400000000000 AS day FROM old_rows o
+        UNION
+        SELECT e.first_seen / 86400000000000
+        FROM old_rows o, LATERAL (
+            SELECT s.first_seen FROM alert_events s
+            WHERE s.fingerprint = o.fingerprint AND s.starts_at = o.starts_at
+        ) AS e
+    ) AS d
+    ORDER BY day
+    ON CONFLICT (day) DO UPDATE SET gen = excluded.gen;
     RETURN NULL;
 END $$;
 CREATE TRIGGER report_events_deleted AFTER DELETE ON alert_events
@@ -108,23 +115,41 @@ BEGIN
                                 n.starts_at, n.ends_at)
            OR o.namespace IS DISTINCT FROM n.namespace
     ) THEN
-        INSERT INTO report_dirty_hours (hour)
-        SELECT first_seen / 3600000000000 FROM old_rows
-        UNION SELECT first_seen / 3600000000000 FROM new_rows
-        ON CONFLICT DO NOTHING;
-        INSERT INTO report_dirty (day)
-        SELECT first_seen / 86400000000000 FROM old_rows
-        UNION
-        SELECT e.first_seen / 86400000000000
-        FROM (SELECT fingerprint, starts_at FROM old_rows
-              UNION SELECT fingerprint, starts_at FROM new_rows) AS c,
-             LATERAL (
-                 SELECT s.first_seen FROM alert_events s
-                 WHERE s.fingerprint = c.fingerprint AND s.starts_at = c.starts_at
-             ) AS e
-        ON CONFLICT DO NOTHING;
+        INSERT INTO report_dirty_hours (hour, gen)
+        SELECT hour, pg_current_xact_id()::text::bigint FROM (
+            SELECT first_seen / 3600000000000 AS hour FROM old_rows
+            UNION SELECT first_seen / 3600000000000 FROM new_rows
+        ) AS h
+        ORDER BY hour
+        ON CONFLICT (hour) DO UPDATE SET gen = excluded.gen;
+        INSERT INTO report_dirty (day, gen)
+        SELECT day, pg_current_xact_id()::text::bigint FROM (
+            SELECT first_seen / 86400000000000 AS day FROM old_rows
+            UNION
+            SELECT e.first_seen / 86400000000000
+            FROM (SELECT fingerprint, starts_at FROM old_rows
+                  UNION SELECT fingerprint, starts_at FROM new_rows) AS c,
+                 LATERAL (
+                     SELECT s.first_seen FROM alert_events s
+                     WHERE s.fingerprint = c.fingerprint AND s.starts_at = c.starts_at
+                 ) AS e
+        ) AS d
+        ORDER BY day
+        ON CONFLICT (day) DO UPDATE SET gen = excluded.gen;
     END IF;
-    -- a repeat notification only adds to notify_count: add it to the day's row
+    -- a repeat notification only adds to notify_count: add it to the day's row (and tell a
+    -- refresh of a dirty day or hour that its rows changed, before touching the rollup: the
+    -- locks in the order a refresh takes them)
+    UPDATE report_dirty_hours SET gen = pg_current_xact_id()::text::bigint
+    WHERE hour IN (
+        SELECT n.first_seen / 3600000000000 FROM old_rows o JOIN new_rows n ON n.id = o.id
+        WHERE n.notify_count <> o.notify_count
+    );
+    UPDATE report_dirty SET gen = pg_current_xact_id()::text::bigint
+    WHERE day IN (
+        SELECT n.first_seen / 86400000000000 FROM old_rows o JOIN new_rows n ON n.id = o.id
+        WHERE n.notify_count <> o.notify_count
+    );
     UPDATE report_days r SET notifications = r.notifications + d.delta
     FROM (
         SELECT n.first_seen / 86400000000000 AS day, n.alertname, n.namespace,

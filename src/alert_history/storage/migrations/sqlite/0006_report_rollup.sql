@@ -37,7 +37,9 @@ CREATE TABLE report_multi (
     ends_at      INTEGER NOT NULL
 );
 CREATE INDEX ix_report_multi_day ON report_multi (day);
-CREATE TABLE report_dirty (day INTEGER PRIMARY KEY);
+-- `gen` counts the changes since the day got dirty: a refresh computes a day outside the
+-- writer's transaction and stores it only if `gen` is still what it read (storage/report_rollup.py).
+CREATE TABLE report_dirty (day INTEGER PRIMARY KEY, gen INTEGER NOT NULL DEFAULT 0);
 INSERT INTO report_dirty (day) SELECT DISTINCT first_seen / 86400000000000 FROM alert_events;
 -- The same per UTC hour, without the episodes: a report's partial days come from here.
 CREATE TABLE report_hours (
@@ -57,26 +59,26 @@ CREATE TABLE report_hours (
     change_id     INTEGER
 );
 CREATE INDEX ix_report_hours_hour ON report_hours (hour, alertname);
-CREATE TABLE report_dirty_hours (hour INTEGER PRIMARY KEY);
+CREATE TABLE report_dirty_hours (hour INTEGER PRIMARY KEY, gen INTEGER NOT NULL DEFAULT 0);
 INSERT INTO report_dirty_hours (hour) SELECT DISTINCT first_seen / 3600000000000 FROM alert_events;
 
 CREATE TRIGGER report_events_inserted AFTER INSERT ON alert_events BEGIN
     INSERT INTO report_dirty_hours (hour) VALUES (NEW.first_seen / 3600000000000)
-    ON CONFLICT DO NOTHING;
+    ON CONFLICT (hour) DO UPDATE SET gen = gen + 1;
     INSERT INTO report_dirty (day)
     SELECT first_seen / 86400000000000 FROM alert_events
     WHERE fingerprint = NEW.fingerprint AND starts_at = NEW.starts_at
-    ON CONFLICT DO NOTHING;
+    ON CONFLICT (day) DO UPDATE SET gen = gen + 1;
 END;
 CREATE TRIGGER report_events_deleted AFTER DELETE ON alert_events BEGIN
     INSERT INTO report_dirty_hours (hour) VALUES (OLD.first_seen / 3600000000000)
-    ON CONFLICT DO NOTHING;
+    ON CONFLICT (hour) DO UPDATE SET gen = gen + 1;
     INSERT INTO report_dirty (day) VALUES (OLD.first_seen / 86400000000000)
-    ON CONFLICT DO NOTHING;
+    ON CONFLICT (day) DO UPDATE SET gen = gen + 1;
     INSERT INTO report_dirty (day)
     SELECT first_seen / 86400000000000 FROM alert_events
     WHERE fingerprint = OLD.fingerprint AND starts_at = OLD.starts_at
-    ON CONFLICT DO NOTHING;
+    ON CONFLICT (day) DO UPDATE SET gen = gen + 1;
 END;
 CREATE TRIGGER report_events_changed AFTER UPDATE ON alert_events
 WHEN NEW.status IS NOT OLD.status OR NEW.first_seen IS NOT OLD.first_seen
@@ -85,19 +87,21 @@ WHEN NEW.status IS NOT OLD.status OR NEW.first_seen IS NOT OLD.first_seen
   OR NEW.ends_at IS NOT OLD.ends_at OR NEW.id IS NOT OLD.id
 BEGIN
     INSERT INTO report_dirty_hours (hour) VALUES (OLD.first_seen / 3600000000000), (NEW.first_seen / 3600000000000)
-    ON CONFLICT DO NOTHING;
+    ON CONFLICT (hour) DO UPDATE SET gen = gen + 1;
     INSERT INTO report_dirty (day) VALUES (OLD.first_seen / 86400000000000)
-    ON CONFLICT DO NOTHING;
+    ON CONFLICT (day) DO UPDATE SET gen = gen + 1;
     INSERT INTO report_dirty (day)
     SELECT first_seen / 86400000000000 FROM alert_events
     WHERE (fingerprint = OLD.fingerprint AND starts_at = OLD.starts_at)
        OR (fingerprint = NEW.fingerprint AND starts_at = NEW.starts_at)
-    ON CONFLICT DO NOTHING;
+    ON CONFLICT (day) DO UPDATE SET gen = gen + 1;
 END;
 CREATE TRIGGER report_events_counted AFTER UPDATE OF notify_count ON alert_events
 WHEN NEW.notify_count IS NOT OLD.notify_count AND NEW.first_seen = OLD.first_seen
   AND NEW.alertname = OLD.alertname AND NEW.namespace IS OLD.namespace
 BEGIN
+    UPDATE report_dirty_hours SET gen = gen + 1 WHERE hour = NEW.first_seen / 3600000000000;
+    UPDATE report_dirty SET gen = gen + 1 WHERE day = NEW.first_seen / 86400000000000;
     UPDATE report_days SET notifications = notifications + NEW.notify_count - OLD.notify_count
     WHERE day = NEW.first_seen / 86400000000000 AND alertname = NEW.alertname
       AND namespace IS NEW.namespace;
