@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 import redis
 import trio
+import trio.testing
 
 from alert_history.app import Service
 from alert_history.kv import ModeStore
@@ -203,3 +205,45 @@ async def test_a_shared_database_is_read_for_every_answer(pg_url: str) -> None:
     finally:
         await first.aclose()
         await second.aclose()
+
+
+class GatedSettings(CountingSettings):
+    """The first read holds its value until `release`: a read that is slow to come back."""
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self.entered, self.release = trio.Event(), trio.Event()
+
+    async def get(self, key: str) -> str | None:
+        value = await super().get(key)
+        self.entered.set()
+        await self.release.wait()
+        return value
+
+
+async def test_callers_share_reads_and_each_sees_a_switch_made_before_it_asked(
+    tmp_path: Path,
+) -> None:
+    storage = await open_storage(f"sqlite:///{tmp_path}/shared.db")
+    try:
+        stored = GatedSettings(storage, _clock)
+        modes = ModeStore(redis=None, stored=stored, default="enriched")  # read every time
+        other = ModeStore(redis=None, stored=StoredSettings(storage, _clock), default="enriched")
+        seen: dict[str, tuple[str, str]] = {}
+
+        async def ask(name: str) -> None:
+            seen[name] = await modes.get()
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(ask, "before")
+            await stored.entered.wait()  # its read is done, the value not yet returned
+            await other.set("transparent")  # another replica switches
+            for name in ("after1", "after2", "after3"):
+                nursery.start_soon(ask, name)
+            await trio.testing.wait_all_tasks_blocked()
+            stored.release.set()
+        assert seen["before"] == ("enriched", "default")  # asked before the switch
+        assert {seen[n] for n in ("after1", "after2", "after3")} == {("transparent", "memory")}
+        assert stored.reads == 2  # four callers, two reads
+    finally:
+        await storage.aclose()

@@ -16,6 +16,7 @@ import logging
 from typing import Literal, Protocol, get_args
 
 import msgspec
+import trio
 
 from alert_history.config.settings import EnrichmentMode
 from alert_history.errors import AlertHistoryError
@@ -35,6 +36,14 @@ class _Stored(msgspec.Struct):
 
 _encode = msgspec.json.Encoder().encode
 _decode = msgspec.json.Decoder(_Stored).decode
+
+
+class _Read:
+    """One resolution of the mode, shared by the callers that wait for it."""
+
+    def __init__(self) -> None:
+        self.done = trio.Event()
+        self.value: tuple[EnrichmentMode, ModeSource] | None = None
 
 
 class SettingsBackend(Protocol):
@@ -61,12 +70,50 @@ class ModeStore:
         self._memory: EnrichmentMode | None = None
         self.default: EnrichmentMode = default
         self.last: EnrichmentMode = default  # the mode read most recently, for gauges
+        self._running: _Read | None = None  # the read in progress
+        self._queued: _Read | None = None  # the next one, shared by who asked meanwhile
 
     async def get(self) -> tuple[EnrichmentMode, ModeSource]:
-        """The current mode and where it came from; never raises."""
-        mode, source = await self._resolve()
-        self.last = mode
-        return mode, source
+        """The current mode and where it came from.
+
+        Callers share reads: one that asks while a read runs waits for the next read, which
+        starts once the running one ends and serves everyone who asked meanwhile. Every caller
+        thus gets a value read after it asked (a switch done before is seen), and a burst of
+        webhooks costs two reads, not one each.
+        """
+        running = self._running
+        if running is None:
+            read = self._running = _Read()
+            return await self._lead(read)
+        queued = self._queued
+        if queued is not None:
+            await queued.done.wait()
+            if queued.value is not None:
+                return queued.value
+            return await self._lead(_Read())  # its leader failed: read for myself
+        read = self._queued = _Read()
+        started = False
+        try:
+            await running.done.wait()
+            self._queued = None
+            self._running = read
+            started = True
+        finally:
+            if not started:  # cancelled while waiting: the followers read for themselves
+                if self._queued is read:
+                    self._queued = None
+                read.done.set()
+        return await self._lead(read)
+
+    async def _lead(self, read: _Read) -> tuple[EnrichmentMode, ModeSource]:
+        try:
+            read.value = await self._resolve()
+        finally:
+            if self._running is read:
+                self._running = None
+            read.done.set()
+        self.last = read.value[0]
+        return read.value
 
     async def mode(self) -> EnrichmentMode:
         return (await self.get())[0]
