@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import partial
 
 import pytest
 
 from alert_history.kv import TTLCache
 from alert_history.models import AlertEvent, Classification
-from alert_history.storage import Storage
+from alert_history.storage import Db, Storage
 from alert_history.storage.classifications import (
+    claim_classifications,
     load_classification,
     load_classifications,
     load_subject,
@@ -126,3 +128,17 @@ def test_the_in_process_cache_expires_entries_and_evicts_the_least_recently_used
     assert len(cache) == 0
     with pytest.raises(ValueError):
         TTLCache(0, 1.0, lambda: 0.0)
+
+
+async def test_a_lease_is_taken_once_until_it_expires_and_its_owner_may_renew_it(
+    storage: Storage,
+) -> None:
+    def claim(fps: list[str], owner: str, now: int) -> Callable[[Db], list[str]]:
+        until = now + 10
+        return partial(claim_classifications, fingerprints=fps, owner=owner, now=now, until=until)
+
+    assert await storage.write(claim(["b", "a", "a"], "r1", 100)) == ["a", "b"]
+    assert await storage.write(claim(["a", "b", "c"], "r2", 105)) == ["c"]  # a, b held by r1
+    assert await storage.write(claim(["a"], "r1", 106)) == ["a"]  # its own: renewed to 116
+    assert await storage.write(claim(["a", "b"], "r2", 110)) == ["b"]  # b's lease ended at 110
+    assert await storage.write(claim(["a"], "r2", 116)) == ["a"]

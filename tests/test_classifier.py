@@ -345,3 +345,29 @@ async def test_slow_answers_count_as_failures(
             await results.wait_for(lambda items: len(items) >= 3)
     assert all(item.source == "llm" for item in results.items)  # the answers are still used
     assert service.breaker_snapshot().state is BreakerState.OPEN
+
+
+async def test_replicas_sharing_a_database_send_each_alert_to_the_llm_once(pg_url: str) -> None:
+    # Real time and a real PostgreSQL: two classifiers poll the same pending rows at once.
+    fps = [f"shared{i}" for i in range(12)]
+    first, second = await open_storage(pg_url), await open_storage(pg_url)
+    try:
+        await first.write_events([event(fp) for fp in fps])
+        server, results = LLMServer(delay=0.05), Results()
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=asgi_app(server))) as http:
+            a, b = (
+                make_service(storage, llm_client(http, "http://llm"), results)  # type: ignore[arg-type]
+                for storage in (first, second)
+            )
+            assert a.shared and b.shared and a.owner != b.owner
+            with trio.fail_after(30):
+                async with (
+                    running_classifier(a, poll_interval=0.05),
+                    running_classifier(b, poll_interval=0.05),
+                ):
+                    await results.wait_for(lambda items: {i.fingerprint for i in items} >= set(fps))
+        assert len(server.requests) == len(fps)
+        assert sorted(item.fingerprint for item in results.items) == sorted(fps)
+    finally:
+        await first.aclose()
+        await second.aclose()

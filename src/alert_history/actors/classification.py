@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import statistics
+import uuid
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -36,6 +37,7 @@ from alert_history.models import Classification
 from alert_history.storage import Db, Storage
 from alert_history.storage.classifications import (
     Subject,
+    claim_classifications,
     load_classification,
     load_classifications,
     load_subject,
@@ -45,6 +47,7 @@ from alert_history.telemetry import Metrics
 
 log = logging.getLogger("alert_history.classifier")
 
+CLAIM_MARGIN = 10.0  # seconds a lease outlives LLM_TIMEOUT (the answer's commit, clock skew)
 _BREAKER_GAUGE = {BreakerState.CLOSED: 0, BreakerState.HALF_OPEN: 1, BreakerState.OPEN: 2}
 
 
@@ -110,7 +113,24 @@ class ClassificationService:
         self._closed = trio.Event()
         self._moved = trio.Event()
         self.transitions = 0  # breaker state changes seen (open, close)
+        self.shared = storage.backend != "sqlite"  # replicas share the database: lease alerts
+        self.owner = uuid.uuid4().hex  # this process, in classification_claims
         metrics.breaker_state.set_function(self._breaker_gauge)
+
+    async def claim(self, fingerprints: list[str]) -> list[str]:
+        """Those of `fingerprints` this replica may classify now. On a database of its own
+        (SQLite) all of them; on a shared one those whose lease it took, for about the time
+        one classification may take: another replica is classifying the rest."""
+        if not self.shared or not fingerprints:
+            return fingerprints
+        now = self._now_ns()
+        lease = now + int((self.timeout + CLAIM_MARGIN) * 1e9)
+        return await self.storage.write(
+            partial(
+                claim_classifications, fingerprints=fingerprints, owner=self.owner, now=now,
+                until=lease,
+            )
+        )  # fmt: skip
 
     # -- views ----------------------------------------------------------------------------
 

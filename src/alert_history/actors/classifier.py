@@ -6,7 +6,8 @@ durable queue is storage itself: a poller reads, in pages, the firing alerts wit
 classification, and the fallbacks made before the breaker last closed. It runs every
 `poll_interval`, when an open breaker lets a trial call through (one fallback is retried, no
 new alert is needed) and at once when the breaker closes. Nothing happens while the
-enrichment mode is `transparent`.
+enrichment mode is `transparent`. On a shared database an alert is classified only under its
+lease (`ClassificationService.claim`): replicas polling the same rows split them.
 Memory stays bounded: the inbox's buffer plus 2 x `concurrency` alerts in flight, of which at
 most `concurrency` are LLM calls (the service's limiter); the others wait for a call or a commit.
 A storage error leaves the alert pending (logged); other errors crash the actor. When the inbox
@@ -168,10 +169,12 @@ async def _poll(
                         limit=page_size,
                     )
                 )
-                started = [await work.start(nursery, fp) for fp in page]
+                idle = [fp for fp in page if fp not in work.in_flight]
+                mine = await service.claim(idle)  # others: another replica classifies them
+                started = [await work.start(nursery, fp) for fp in mine]
                 # a full page that made progress is followed at once; otherwise wait
                 again = len(page) == page_size and any(started) and service.accepting_calls()
-                busy = not all(started)  # some were in flight: look again when one is done
+                busy = len(idle) < len(page) or not all(started)  # look again when one is done
         except StorageError as exc:
             log.warning("classification queue not read", extra={"error": str(exc)})
         if not again:
@@ -227,11 +230,12 @@ async def run(
             fresh = [fp for fp in hints if fp not in work.in_flight]
             try:
                 kept = await service.kept(fresh)
+                fresh = await service.claim(
+                    [fp for fp in fresh if fp not in kept or work.due(kept[fp])]
+                )
             except StorageError as exc:
                 log.warning("classification hints left pending", extra={"error": str(exc)})
                 continue
             for fp in fresh:
-                found = kept.get(fp)
-                if found is None or work.due(found):
-                    await work.start(nursery, fp, (found, hints[fp]))
+                await work.start(nursery, fp, (kept.get(fp), hints[fp]))
         nursery.cancel_scope.cancel()  # the poller and work in flight: their rows stay pending

@@ -131,3 +131,20 @@ def _to_classification(row: Row) -> Classification:
     return msgspec.structs.replace(
         base, prompt_version=row[10], tokens=None if row[11] is None else int(row[11])
     )
+
+
+_CLAIM = """
+INSERT INTO classification_claims (fingerprint, owner, until) VALUES (?, ?, ?)
+ON CONFLICT (fingerprint) DO UPDATE SET owner = excluded.owner, until = excluded.until
+WHERE classification_claims.until <= ? OR classification_claims.owner = excluded.owner
+"""
+CLAIMS_KEPT_NS = 3600 * 10**9  # expired leases are deleted an hour after they ended
+
+
+def claim_classifications(
+    db: Db, fingerprints: Sequence[str], *, owner: str, now: int, until: int
+) -> list[str]:
+    """Take the lease on each of `fingerprints` that is free, expired or `owner`'s already;
+    return those taken. In key order, so concurrent claims lock rows in one order."""
+    db.execute("DELETE FROM classification_claims WHERE until < ?", [now - CLAIMS_KEPT_NS])
+    return [fp for fp in sorted(set(fingerprints)) if db.execute(_CLAIM, [fp, owner, until, now])]
