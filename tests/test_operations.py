@@ -53,7 +53,7 @@ async def test_supervisor_tree_names_every_actor_with_its_state_and_inbox(
     tree = (await client.get("/health/supervisor")).json()
     assert (tree["name"], tree["strategy"], tree["state"]) == ("root", "one_for_one", "running")
     children = {c["name"]: c for c in tree["children"]}
-    assert list(children) == ["pipeline", "metrics", "housekeeping", "http"]
+    assert list(children) == ["pipeline", "metrics", "housekeeping", "rollup", "http"]
     pipeline = {c["name"]: c for c in children["pipeline"]["children"]}
     assert list(pipeline) == ["writer", "router", "deduplicator", "ingest"]
     for child in pipeline.values():

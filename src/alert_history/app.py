@@ -29,6 +29,7 @@ from alert_history.actors import (
     housekeeping,
     ingest,
     metrics,
+    rollup,
     router,
     writer,
 )
@@ -197,9 +198,11 @@ def build_service(
             metrics=m,
             retention_days=settings.retention_days,
             wall_clock_ns=wall_clock_ns,
-            report_rollup_interval=15.0,  # GET /report's rollup (storage/report_rollup.py)
             task_status=task_status,
         )
+
+    async def start_rollup(task_status: trio.TaskStatus[None]) -> None:
+        await rollup.run(storage=storage, wall_clock_ns=wall_clock_ns, task_status=task_status)
 
     http = _HttpSlot()
     app = create_asgi(
@@ -297,6 +300,7 @@ def build_service(
             pipeline,
             ChildSpec("metrics", start_metrics, restart=Restart.PERMANENT, shutdown_timeout=1.0),
             ChildSpec("housekeeping", start_housekeeping, shutdown_timeout=1.0),
+            ChildSpec("rollup", start_rollup, shutdown_timeout=1.0),
             ChildSpec("http", start_http, stop=http.stop, critical=True, shutdown_timeout=grace),
         ],
     )

@@ -6,6 +6,7 @@ from alert_history.actors import (
     housekeeping,
     ingest,
     metrics,
+    rollup,
     router,
     writer,
 )
@@ -20,6 +21,7 @@ __all__ = [
     "housekeeping",
     "ingest",
     "metrics",
+    "rollup",
     "router",
     "writer",
 ]

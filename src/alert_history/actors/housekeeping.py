@@ -11,13 +11,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from functools import partial
-from typing import Any
 
 import trio
 
 from alert_history.errors import StorageError
-from alert_history.storage import Storage, report_rollup
+from alert_history.storage import Storage
 from alert_history.telemetry import Metrics
 
 log = logging.getLogger("alert_history.housekeeping")
@@ -44,24 +42,6 @@ async def purge_expired(
 
 
 async def run(
-    *,
-    storage: Storage,
-    report_rollup_interval: float | None = None,
-    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
-    **purge: Any,
-) -> None:
-    """The purge rounds below; with `report_rollup_interval`, GET /report's rollup refreshed
-    that often next to them (storage/report_rollup.py)."""
-    task_status.started()
-    async with trio.open_nursery() as nursery:
-        if report_rollup_interval is not None:
-            nursery.start_soon(
-                partial(report_rollup.keep_fresh, storage, interval=report_rollup_interval)
-            )
-        await _purge_rounds(storage=storage, **purge)
-
-
-async def _purge_rounds(
     *,
     storage: Storage,
     metrics: Metrics,

@@ -15,8 +15,8 @@ transaction. A repeat notification, which only adds to a row's notify_count, is 
 day's and hour's rows instead, so old days stay clean while their alerts keep firing.
 
 `refresh_all` / `refresh_day` / `refresh_hour` recompute dirty days / hours from their rows (the
-housekeeping actor runs `keep_fresh`: every dirty hour and day each round, today's day at most
-every 5 minutes). A report reads whole clean days from `report_days`, the whole clean hours of
+`rollup` actor runs them: every dirty hour and day each round, today's day at most every 5
+minutes). A report reads whole clean days from `report_days`, the whole clean hours of
 the rest from `report_hours` (not for episodes), and every other row of its window (partial
 hours, dirty hours and days) from `alert_events`, so its numbers never depend on how fresh the
 rollup is, only its speed does.
@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -45,7 +44,6 @@ from functools import partial
 
 import trio
 
-from alert_history.errors import StorageError
 from alert_history.storage.base import Storage
 from alert_history.storage.executor import Db, Dialect, Row
 
@@ -397,27 +395,3 @@ async def refresh_all(
                 break
         await trio.sleep(pause)
     return total
-
-
-async def keep_fresh(
-    storage: Storage, *, interval: float = 15.0, today_every: float = 300.0
-) -> None:
-    """Refresh the dirty hours and days every `interval` seconds, for ever (the housekeeping
-    actor runs it).
-
-    Today's day is dirty again after every write: it is refreshed at most every `today_every`
-    seconds (a day's computation takes a while, if mostly not in the writer's way); reports
-    read its hours meanwhile. If writes kept dirtying it while it was computed, the next round
-    tries again.
-    """
-    today_done = float("-inf")
-    while True:
-        today = time.time_ns() // NS_PER_DAY
-        try:
-            await refresh_all(storage, skip_day=today)
-            due = trio.current_time() - today_done >= today_every
-            if due and await refresh_day(storage, today):
-                today_done = trio.current_time()
-        except StorageError as exc:
-            log.warning("report rollup refresh failed", extra={"error": str(exc)})
-        await trio.sleep(interval)
