@@ -17,7 +17,6 @@ ends (shutdown) or on cancellation, work in flight is cancelled: its rows stay p
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Awaitable, Callable
 from functools import partial
 
@@ -136,32 +135,21 @@ class _Work:
         return kept.fallback and before is not None and kept.created_at < before
 
 
-class _Mode:
-    """The enrichment mode, read at most once per `max_age` seconds."""
-
-    def __init__(self, read: ModeReader, max_age: float = 1.0) -> None:
-        self._read = read
-        self._max_age = max_age
-        self._value = ""
-        self._at = -math.inf
-
-    async def classifying(self) -> bool:
-        now = trio.current_time()
-        if now - self._at >= self._max_age:
-            self._value = await self._read()
-            self._at = now
-        return self._value != "transparent"
+async def _classifying(mode: ModeReader) -> bool:
+    """Whether the current enrichment mode asks for classification (read each time: the mode
+    store shares concurrent reads, and a switch applies at once, as to the webhook's answer)."""
+    return await mode() != "transparent"
 
 
 async def _poll(
-    work: _Work, nursery: trio.Nursery, mode: _Mode, *, interval: float, page_size: int
+    work: _Work, nursery: trio.Nursery, mode: ModeReader, *, interval: float, page_size: int
 ) -> None:
     service = work.service
     while True:
         again = busy = False
         finished, moves = work.finished, service.transitions
         try:
-            if await mode.classifying():
+            if await _classifying(mode):
                 page = await service.storage.read(
                     partial(
                         pending_fingerprints,
@@ -212,9 +200,8 @@ async def run(
     async with inbox, trio.open_nursery() as nursery:
         # twice the LLM calls: the LLM's slots stay busy while answers wait for their commit
         work = _Work(service, 2 * concurrency)
-        modes = _Mode(mode)
         nursery.start_soon(
-            lambda: _poll(work, nursery, modes, interval=poll_interval, page_size=page_size)
+            lambda: _poll(work, nursery, mode, interval=poll_interval, page_size=page_size)
         )
         task_status.started()
         async for first in inbox:
@@ -225,7 +212,7 @@ async def run(
                 except (trio.WouldBlock, trio.EndOfChannel):
                     break
                 hints[hint.fingerprint] = hint
-            if not await modes.classifying():
+            if not await _classifying(mode):
                 continue
             fresh = [fp for fp in hints if fp not in work.in_flight]
             try:
