@@ -1,4 +1,5 @@
-"""The service over a real PostgreSQL: idempotent ingest, a database restart, two replicas."""
+"""The service over a real PostgreSQL: idempotent ingest, a database restart, two replicas,
+the group commit's plans as the table grows."""
 
 from __future__ import annotations
 
@@ -14,8 +15,10 @@ import trio
 
 from alert_history.config import Settings, load_settings
 from alert_history.errors import SchemaTooNew
+from alert_history.models import AlertEvent
 from alert_history.storage import open_storage
 from alert_history.storage import postgres as postgres_backend
+from alert_history.storage.postgres import PostgresStorage
 from tests.conftest import running
 from tests.pg import PostgresServer, find_pg_bin
 from tests.support import ServiceProcess, alert, encode, fixture_body, service_env, webhook
@@ -162,3 +165,69 @@ async def test_a_schema_newer_than_the_code_is_refused_on_postgres(pg_url: str) 
         conn.execute("INSERT INTO schema_migrations VALUES (9999, 'future', 'x', now())")
     with pytest.raises(SchemaTooNew, match="newer than this code knows"):
         await open_storage(pg_url)
+
+
+def episodes(first: int, count: int, *, alerts: int = 10) -> list[AlertEvent]:
+    """`count` new episodes (one startsAt each) of the same `alerts` fingerprints."""
+    made = []
+    for i in range(first, first + count):
+        for j in range(alerts):
+            event = AlertEvent(
+                fingerprint=f"fp{j:02d}", status="firing", starts_at=10**18 + i, ends_at=0,
+                alertname="Grow", namespace="prod", severity="warning",
+                labels={"alertname": "Grow", "instance": f"i{j}"}, annotations={"summary": "s"},
+                generator_url="", receiver="r", group_key="g", source="alertmanager",
+                received_at=10**18 + i,
+            )  # fmt: skip
+            made.append(event)
+    return made
+
+
+async def test_group_commits_stop_scanning_alert_events_once_it_has_grown(pg_url: str) -> None:
+    # The report trigger (migration 0006) looks up each new row's episode in alert_events. A
+    # plan made on the nearly empty table reads the whole table on every commit; the writer's
+    # connection must plan again as the table grows, so commits probe the index instead.
+    storage = PostgresStorage(pg_url, pool_size=1)  # one connection: the one that plans
+    await storage.open()
+    try:
+        assert (await storage.write_events(episodes(0, 1))).inserted == 10  # planned on 10 rows
+        for n in range(5):  # 10,000 rows in commits of 2,000
+            assert (await storage.write_events(episodes(1 + 200 * n, 200))).inserted == 2_000
+
+        async def sequential_scans() -> int:
+            # flushed to the shared statistics when the connection goes idle
+            await storage.read(lambda db: db.fetchone("SELECT pg_stat_force_next_flush()"))
+            row = await storage.read(
+                lambda db: db.fetchone(
+                    "SELECT seq_scan FROM pg_stat_user_tables WHERE relname = 'alert_events'"
+                )
+            )
+            assert row is not None
+            return int(row[0])
+
+        before = await sequential_scans()
+        for n in range(3):
+            assert (await storage.write_events(episodes(10_000 + n, 1))).inserted == 10
+        assert await sequential_scans() == before
+    finally:
+        await storage.aclose()
+
+
+async def test_a_connection_the_server_closed_while_idle_is_replaced_before_a_write(
+    pg_url: str,
+) -> None:
+    storage = PostgresStorage(pg_url, pool_size=2)
+    await storage.open()
+    try:
+        assert (await storage.write_events(episodes(0, 1))).inserted == 10
+        with psycopg.connect(pg_url, autocommit=True) as admin:  # e.g. idle_session_timeout
+            ended = admin.execute(
+                "SELECT pg_terminate_backend(pid, 10000) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            ).fetchall()
+        assert ended and all(ok for (ok,) in ended)
+        # no 503 for the next webhooks: the pool notices and connects again
+        assert (await storage.write_events(episodes(1, 1))).inserted == 10
+        assert (await storage.write_events(episodes(2, 1))).inserted == 10
+    finally:
+        await storage.aclose()
