@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import select
+import struct
 import weakref
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
@@ -19,6 +20,9 @@ import psycopg
 import psycopg_pool
 import trio
 from psycopg import errors as pg_errors
+from psycopg import pq
+from psycopg.abc import Buffer
+from psycopg.adapt import Dumper
 
 from alert_history.errors import StorageError, StorageUnavailable
 from alert_history.models import (
@@ -96,9 +100,61 @@ def _unnest(types: tuple[str, ...]) -> str:
     return "SELECT * FROM unnest(" + ", ".join(f"%b::{t}[]" for t in types) + ")"
 
 
-def _columns(params: list[object], width: int) -> list[list[object]]:
-    """Row-major parameters as one list per column, for unnest."""
-    return [params[column::width] for column in range(width)]
+class _Array(bytes):
+    """A one-dimensional PostgreSQL array in the binary wire format, sent as it is."""
+
+
+class _ArrayDumper(Dumper):
+    # oid 0: the statement's cast (`%b::text[]`) gives the parameter its type; the element
+    # type in the array's header must match it, or the server refuses the array
+    format = pq.Format.BINARY
+
+    def dump(self, obj: object) -> Buffer:
+        assert isinstance(obj, _Array)
+        return obj
+
+
+_HEAD = struct.Struct(">iiIii").pack  # dimensions, has nulls, element oid, length, lower bound
+_LEN = _INT4 = struct.Struct(">i").pack
+_INT8 = struct.Struct(">q").pack
+_NULL = _LEN(-1)
+_ELEMENT_OIDS = {"text": 25, "jsonb": 3802, "bigint": 20, "integer": 23, "boolean": 16}
+
+
+def _array(values: list[Any], type_: str, encoding: str) -> _Array:
+    """`values` as a binary `type_[]`: each element its length and its bytes (NULL: length -1).
+
+    psycopg would dump each element through its Python list dumper, 0.65 ms of the writer's
+    thread per 50-alert commit with the GIL held (the HTTP server waits for it); this is a
+    third of that. jsonb's binary form is a version byte (1) and the JSON text.
+    """
+    oid = _ELEMENT_OIDS[type_]
+    count = len(values)
+    head = _HEAD(1, 0 if None not in values else 1, oid, count, 1)
+    if type_ == "bigint" and None not in values:
+        flat: list[int] = [8] * (2 * count)
+        flat[1::2] = values
+        return _Array(head + struct.pack(">" + "iq" * count, *flat))
+    if type_ == "text":
+        data = [None if v is None else v.encode(encoding) for v in values]
+    elif type_ == "jsonb":
+        data = [None if v is None else b"\x01" + v.encode(encoding) for v in values]
+    elif type_ == "boolean":
+        data = [None if v is None else (b"\x01" if v else b"\x00") for v in values]
+    elif type_ == "integer":
+        data = [None if v is None else _INT4(v) for v in values]
+    else:
+        data = [None if v is None else _INT8(v) for v in values]
+    parts: list[bytes] = [_NULL] * (2 * count)
+    parts[0::2] = [_NULL if d is None else _LEN(len(d)) for d in data]
+    parts[1::2] = [b"" if d is None else d for d in data]
+    return _Array(head + b"".join(parts))
+
+
+def _columns(conn: Conn, params: list[object], types: tuple[str, ...]) -> list[_Array]:
+    """Row-major parameters as one binary array per column, for unnest."""
+    width, encoding = len(types), conn.info.encoding
+    return [_array(params[column::width], types[column], encoding) for column in range(width)]
 
 
 _INSERT_EVENTS = f"""
@@ -166,7 +222,7 @@ SELECT count(*) FILTER (WHERE inserted) FROM written
 
 def _upsert_current(conn: Conn, events: Sequence[AlertEvent]) -> None:
     if events:
-        conn.execute(_UPSERT_CURRENT, _columns(current_params(events), len(_CURRENT_TYPES)))
+        conn.execute(_UPSERT_CURRENT, _columns(conn, current_params(events), _CURRENT_TYPES))
 
 
 class PostgresStorage:
@@ -191,6 +247,7 @@ class PostgresStorage:
             timeout=connect_timeout,
             reconnect_timeout=0,  # keep trying for ever; readiness reports the outage
             check=_check_connection,
+            configure=_configure,
             kwargs={
                 "autocommit": True,
                 "connect_timeout": max(1, int(connect_timeout)),
@@ -240,8 +297,8 @@ class PostgresStorage:
         current = current_winners(rows)
 
         def write(conn: Conn) -> int:
-            params = _columns(event_params(rows, exact_columns=True), len(_EVENT_TYPES))
-            params += _columns(current_params(current), len(_CURRENT_TYPES))
+            params = _columns(conn, event_params(rows, exact_columns=True), _EVENT_TYPES)
+            params += _columns(conn, current_params(current), _CURRENT_TYPES)
             self._replan(conn)
             (inserted,) = _one(conn.execute(_WRITE_EVENTS, params))
             self._unplanned[conn] = self._unplanned.get(conn, 0) + int(inserted)
@@ -426,6 +483,11 @@ class PostgresStorage:
             raise StorageUnavailable(f"postgres: {exc}") from exc
         except psycopg.Error as exc:
             raise StorageError(f"postgres: {exc}") from exc
+
+
+def _configure(conn: Conn) -> None:
+    """Set up each new connection of the pool."""
+    conn.adapters.register_dumper(_Array, _ArrayDumper)
 
 
 def _check_connection(conn: Conn) -> None:
