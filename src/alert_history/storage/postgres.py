@@ -4,7 +4,8 @@ psycopg's async API runs only on asyncio; the sync pool in threads needs no seco
 (stack notes measured it faster with several concurrent writers). Every call is bounded:
 `connect_timeout`, the pool's checkout `timeout` and the server-side `statement_timeout`, so a
 lost database answers with `StorageUnavailable` in seconds instead of hanging a request. The
-pool checks connections on checkout and reconnects by itself when the database comes back.
+pool checks connections on checkout (`_check_connection`) and reconnects by itself when the
+database comes back.
 """
 
 from __future__ import annotations
