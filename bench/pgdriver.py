@@ -1,12 +1,14 @@
 """psycopg from trio, measured on the service's own write: sync pool in threads vs trio-asyncio.
 
 One "commit" is what the service's storage writer does for one group commit of eight 10-alert
-webhooks: 80 alert states folded and sorted like `PostgresStorage.write_events`, then in one
-transaction the service's own `INSERT ... ON CONFLICT ... RETURNING` (`_insert_events`, with
-`event_params(..., exact_columns=True)`) and current-state upsert (`_upsert_current`,
-`current_params`). Every commit is new states (a unique starts_at), like the 10-alert ingest
-load. Each task owns its fingerprints, so concurrent tasks never wait on each other's row
-locks: what differs between the variants is the driver path alone.
+webhooks: 80 alert states folded and sorted like `PostgresStorage.write_events`, then the
+service's own one-statement commit (`_WRITE_EVENTS`: the events' insert and the current-state
+upsert as data-modifying CTEs, autocommit) with its parameters built as the service builds them
+(`event_params(..., exact_columns=True)`, `current_params`, one binary array per column by
+`_columns`, on connections set up by the service's `_configure`). Every commit is new
+states (a unique starts_at), like the 10-alert ingest load. Each task owns its fingerprints,
+so concurrent tasks never wait on each other's row locks:
+what differs between the variants is the driver path alone.
 
 - **threads** (what the service does): `psycopg_pool.ConnectionPool` with the service's
   settings, each commit in `trio.to_thread.run_sync` under a CapacityLimiter of the pool size.
@@ -83,10 +85,9 @@ class Workload:
                 alerts.append((labels, fingerprint(labels)))
         return cls(task, alerts)
 
-    def batch(self, commit: int) -> tuple[str, list[object], str, list[object]]:
-        """The two statements and their parameters, as `PostgresStorage.write_events` builds."""
+    def batch(self, commit: int) -> Batch:
+        """The rows of one commit, as `PostgresStorage.write_events` folds and orders them."""
         from alert_history.models import AlertEvent
-        from alert_history.storage.postgres import _insert_events, _upsert_current
         from alert_history.storage.sql import (
             current_params,
             current_winners,
@@ -118,16 +119,29 @@ class Workload:
         ]
         rows = sorted(fold_group(events), key=state_key)
         current = current_winners(rows)
-        return (
-            _insert_events(len(rows)),
-            event_params(rows, exact_columns=True),
-            _upsert_current(len(current)),
-            current_params(current),
-        )
+        return event_params(rows, exact_columns=True), current_params(current)
+
+
+Batch = tuple[list[object], list[object]]  # event parameters, current-state parameters
+
+
+def _statement(conn: Any, batch: Batch) -> tuple[str, list[object]]:
+    """The service's commit statement and its binary column arrays, built on `conn`."""
+    from alert_history.storage.postgres import (
+        _CURRENT_TYPES,
+        _EVENT_TYPES,
+        _WRITE_EVENTS,
+        _columns,
+    )
+
+    events, current = batch
+    return _WRITE_EVENTS, _columns(conn, events, _EVENT_TYPES) + _columns(
+        conn, current, _CURRENT_TYPES
+    )
 
 
 async def _drive(
-    commit: Callable[[tuple[str, list[object], str, list[object]]], Awaitable[int]],
+    commit: Callable[[Batch], Awaitable[int]],
     *,
     tasks: int,
     warmup: float,
@@ -184,6 +198,8 @@ def _cpu() -> float:
 async def _threads(url: str, tasks: int, warmup: float, seconds: float) -> dict[str, Any]:
     import psycopg_pool
 
+    from alert_history.storage.postgres import _configure
+
     pool = psycopg_pool.ConnectionPool(
         url,
         min_size=tasks,
@@ -191,20 +207,19 @@ async def _threads(url: str, tasks: int, warmup: float, seconds: float) -> dict[
         open=False,
         timeout=5.0,
         check=psycopg_pool.ConnectionPool.check_connection,
+        configure=_configure,
         kwargs={"autocommit": True, "application_name": "bench-pgdriver"},
     )
     await trio.to_thread.run_sync(lambda: pool.open(wait=True, timeout=10))
     limiter = trio.CapacityLimiter(POOL_SIZE)
 
-    def write(batch: tuple[str, list[object], str, list[object]]) -> int:
-        insert, insert_params, upsert, upsert_params = batch
-        with pool.connection() as conn, conn.transaction():
-            cursor = conn.execute(insert, insert_params)
-            inserted = sum(1 for (new,) in cursor.fetchall() if new)
-            conn.execute(upsert, upsert_params)
-        return inserted
+    def write(batch: Batch) -> int:
+        with pool.connection() as conn:
+            row = conn.execute(*_statement(conn, batch)).fetchone()
+        assert row is not None
+        return int(row[0])
 
-    async def commit(batch: tuple[str, list[object], str, list[object]]) -> int:
+    async def commit(batch: Batch) -> int:
         return await trio.to_thread.run_sync(write, batch, limiter=limiter)
 
     try:
@@ -217,6 +232,11 @@ async def _asyncio(url: str, tasks: int, warmup: float, seconds: float) -> dict[
     import psycopg_pool
     import trio_asyncio
 
+    from alert_history.storage.postgres import _Array, _ArrayDumper
+
+    async def configure(conn: Any) -> None:  # the service's `_configure`, for async connections
+        conn.adapters.register_dumper(_Array, _ArrayDumper)
+
     async with trio_asyncio.open_loop():
         aio = trio_asyncio.aio_as_trio
         pool = psycopg_pool.AsyncConnectionPool(
@@ -226,19 +246,18 @@ async def _asyncio(url: str, tasks: int, warmup: float, seconds: float) -> dict[
             open=False,
             timeout=5.0,
             check=psycopg_pool.AsyncConnectionPool.check_connection,
+            configure=configure,
             kwargs={"autocommit": True, "application_name": "bench-pgdriver"},
         )
         await aio(pool.open)(wait=True, timeout=10)
 
-        async def write(batch: tuple[str, list[object], str, list[object]]) -> int:
-            insert, insert_params, upsert, upsert_params = batch
-            async with pool.connection() as conn, conn.transaction():
-                cursor = await conn.execute(insert, insert_params)
-                inserted = sum(1 for (new,) in await cursor.fetchall() if new)
-                await conn.execute(upsert, upsert_params)
-            return inserted
+        async def write(batch: Batch) -> int:
+            async with pool.connection() as conn:
+                row = await (await conn.execute(*_statement(conn, batch))).fetchone()
+            assert row is not None
+            return int(row[0])
 
-        async def commit(batch: tuple[str, list[object], str, list[object]]) -> int:
+        async def commit(batch: Batch) -> int:
             return int(await aio(write)(batch))
 
         try:
@@ -308,8 +327,6 @@ class DriverResults:
     date: str
     command: str
     elapsed_s: float
-    #: CPU ms psycopg spends turning the statement's %s placeholders into $n, per execution
-    convert_ms: dict[str, float]
 
     def med(self, mode: str, tasks: int, attr: str) -> float:
         values = [
@@ -371,39 +388,6 @@ def measure_one(url: str, mode: str, tasks: int, warmup: float, seconds: float) 
     return result
 
 
-def conversion_ms(repeats: int = 20) -> dict[str, float]:
-    """What psycopg's placeholder conversion costs per execution of the two statements.
-
-    psycopg caches it only for statements up to 4,096 characters and 50 parameters
-    (`psycopg._queries.MAX_CACHED_STATEMENT_*`); the service's 80-row statements are far
-    longer, so every execution converts again. Private psycopg API: empty if it moved.
-    """
-    try:
-        from psycopg import _queries
-
-        from alert_history.storage.postgres import _insert_events, _upsert_current
-    except ImportError:
-        return {}
-    rows = REQUESTS_PER_COMMIT * ALERTS_PER_REQUEST
-    out = {}
-    for name, query in (("insert", _insert_events(rows)), ("upsert", _upsert_current(rows))):
-        convert = getattr(_queries, "_query2pg_nocache", None)
-        if convert is None:
-            return {}
-        data = query.encode()
-        times = []
-        for _ in range(repeats):
-            began = time.process_time()
-            convert(data, "utf-8")
-            times.append(1000 * (time.process_time() - began))
-        out[name] = median(times)
-        out[name + "_chars"] = float(len(query))
-        out[name + "_params"] = float(query.count("%s"))
-    out["cached_chars"] = float(getattr(_queries, "MAX_CACHED_STATEMENT_LENGTH", 0))
-    out["cached_params"] = float(getattr(_queries, "MAX_CACHED_STATEMENT_PARAMS", 0))
-    return out
-
-
 def _root() -> str:
     return os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -459,7 +443,6 @@ def run(args: argparse.Namespace, *, pg: PostgresServer, command: str) -> Driver
         date=date,
         command=command,
         elapsed_s=time.monotonic() - began,
-        convert_ms=conversion_ms(),
     )
 
 
@@ -539,7 +522,6 @@ def render(res: DriverResults) -> list[str]:
         "",
         verdict,
         "",
-        *_conversion_note(res),
         "Every measurement:",
         "",
         *_table(
@@ -561,30 +543,6 @@ def render(res: DriverResults) -> list[str]:
     ]
 
 
-def _conversion_note(res: DriverResults) -> list[str]:
-    conv = res.convert_ms
-    if not conv.get("insert"):
-        return []
-    cpu = res.med("threads", 1, "cpu_ms_per_commit")
-    both = conv["insert"] + conv["upsert"]
-    return [
-        "Where the client CPU goes: on every execution psycopg turns the statement's `%s` "
-        "placeholders into `$n` (a regex split of the whole text); it caches that only for "
-        f"statements of at most {conv['cached_chars']:,.0f} characters and "
-        f"{conv['cached_params']:,.0f} parameters. The service's 80-row insert has "
-        f"{conv['insert_chars']:,.0f} characters and {conv['insert_params']:,.0f} parameters "
-        f"(**{conv['insert']:.1f} ms** of CPU to convert, measured alone), the upsert "
-        f"{conv['upsert_chars']:,.0f} / {conv['upsert_params']:,.0f} ({conv['upsert']:.1f} ms): "
-        f"together **{both:.1f} ms of the {cpu:.1f} ms** of CPU per commit of (a) with 1 task "
-        f"({100 * both / cpu:.0f} %). Both variants pay it (same psycopg), so it does not "
-        "decide between them; it caps one process at about 1000 ÷ CPU-ms commits/s, whichever "
-        "variant. Statements with a fixed, small parameter count (e.g. `INSERT ... SELECT * "
-        "FROM unnest(%s::text[], ...)` with one array per column, or `executemany` of the "
-        "one-row statement, which psycopg pipelines) would be converted once and cached.",
-        "",
-    ]
-
-
 def _header(res: DriverResults) -> list[str]:
     return [
         "## psycopg driver choice: sync pool in threads vs AsyncConnectionPool under trio-asyncio",
@@ -595,11 +553,12 @@ def _header(res: DriverResults) -> list[str]:
         "",
         f"- One *commit* = the service's PostgreSQL group commit for {REQUESTS_PER_COMMIT} "
         f"webhooks × {ALERTS_PER_REQUEST} alerts: {REQUESTS_PER_COMMIT * ALERTS_PER_REQUEST} new "
-        "alert states folded and sorted as `PostgresStorage.write_events` does, then in one "
-        "transaction the service's own statements, imported from `alert_history.storage."
-        "postgres` (`_insert_events(80)` with `event_params(..., exact_columns=True)`, "
-        "`RETURNING` fetched; `_upsert_current(80)` with `current_params`). Building the "
-        "parameters is inside the loop, as in the service. Each task has its own "
+        "alert states folded and sorted as `PostgresStorage.write_events` does, then the "
+        "service's own one-statement commit imported from `alert_history.storage.postgres` "
+        "(`_WRITE_EVENTS`: the insert and the current-state upsert as data-modifying CTEs, "
+        "autocommit; one binary array per column built by `_columns` from `event_params(..., "
+        "exact_columns=True)` and `current_params`, on connections set up by `_configure`). "
+        "Building the parameters is inside the loop, as in the service. Each task has its own "
         "fingerprints (no row-lock waits between tasks).",
         f"- Pools with the service's settings: max {POOL_SIZE} connections (min = tasks, opened "
         "before timing), autocommit, `check_connection` on checkout. (a) runs each commit in "
