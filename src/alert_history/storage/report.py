@@ -141,8 +141,7 @@ def build_report(db: Db, query: ReportQuery) -> Report:
         keys = _key_filters(query)
         window = _Split.of(query.since, query.until, dirty)
         by_hours = window.with_hours(dirty_hours)
-        v1, flapping, noisiest, first_seen, whole = _by_key(db, query, keys, by_hours)
-        episodes, resolved, share, mttr = _episodes(db, query, keys, window, whole)
+        v1, flapping, noisiest, first_seen, eps = _by_key(db, query, keys, window, by_hours)
         v2 = None if query.days is None else _v2(db, query, keys, dirty, dirty_hours)
     start = query.since if query.since is not None else first_seen
     end = query.now if query.until is None else min(query.until, query.now)
@@ -157,10 +156,10 @@ def build_report(db: Db, query: ReportQuery) -> Report:
         for f in flapping
     ]
     summary = Summary(
-        episodes=episodes,
-        resolved_episodes=resolved,
-        resolved_within_5m_share=share,
-        mttr_seconds=mttr,
+        episodes=eps.episodes,
+        resolved_episodes=eps.resolved,
+        resolved_within_5m_share=eps.share,
+        mttr_seconds=eps.mttr,
         noisiest=noisiest,
         flapping=scored,
         period=Period(since=start, until=end, hours=hours),
@@ -351,16 +350,20 @@ _RAW_SEGMENT_COLUMNS = (
     " change_seen, change_id"
 )
 
-# Everything per (alertname, namespace), in one statement: the totals (part 0), top_alerts (part
-# 1), flapping_alerts (part 2), the noisiest keys (part 3) and, per alertname, the episodes the
-# rollup's days hold whole (part 4; `_episodes` adds the others). The window's rows come as day
+# Everything in one statement: per (alertname, namespace) the totals (part 0), top_alerts (part
+# 1), flapping_alerts (part 2), the noisiest keys (part 3); the episodes (part 4) and the mean
+# time to resolve per alertname, longest first (part 5). The window's rows come as day
 # segments (the rollup's clean whole days, the rest computed from the rows the same way); a
 # key's status changes are those within its segments plus those between consecutive segments
 # (LAG over the segments); its first row is its first segment's (the one without a predecessor:
 # its place is built for that one only), its first change the earliest of its segments'
 # (segments are disjoint in time, so `min` over their places finds it). Rollup rows carry
 # integer key ids: the sort and the grouping run on them, the names are joined to the one row
-# per key at the end.
+# per key at the end. Per episode, (fingerprint, starts_at): it is resolved when a resolved state
+# of it has an end not before its start, and it ended at the earliest such end; the rollup's
+# days hold the episodes wholly inside them (per key: count, resolved, quick, total time to
+# resolve), every other episode of the window is grouped from its rows (those read directly,
+# over `window` without hours, and those of report_multi in the rollup's days).
 _BY_KEY = """
 WITH r AS ({raw}),
 {segments},
@@ -390,6 +393,32 @@ seg AS (
            k0.first_pos, k0.change_pos, k0.episodes, k0.resolved_episodes, k0.quick_episodes,
            k0.resolved_ns
     FROM k0 JOIN report_keys n ON n.id = k0.key_id
+), er AS ({episode_raw}),
+ex AS (
+    SELECT fingerprint, starts_at, alertname, status, ends_at FROM er
+    UNION ALL
+    SELECT fingerprint, starts_at, alertname, status, ends_at FROM report_multi
+    WHERE {multi}
+), e AS (
+    SELECT fingerprint, starts_at, min(alertname) AS alertname,
+           min(CASE WHEN {valid_end} THEN ends_at END) AS ended
+    FROM ex
+    GROUP BY fingerprint, starts_at
+), en AS (
+    SELECT alertname, count(*) AS episodes, count(ended) AS resolved,
+           count(CASE WHEN ended - starts_at <= ? THEN 1 END) AS quick,
+           coalesce(sum(CAST(ended - starts_at AS double precision)), 0) AS ns
+    FROM e
+    GROUP BY alertname
+    UNION ALL
+    SELECT alertname, episodes, resolved_episodes, quick_episodes, resolved_ns
+    FROM k
+    WHERE episodes > 0
+), a AS MATERIALIZED (
+    SELECT alertname, sum(episodes) AS episodes, sum(resolved) AS resolved,
+           sum(quick) AS quick, sum(ns) AS ns
+    FROM en
+    GROUP BY alertname
 )
 SELECT 0 AS part, 0 AS place, NULL AS alertname, NULL AS namespace,
        CAST(coalesce(sum(events), 0) AS bigint) AS n, count(*) AS n_keys,
@@ -419,28 +448,45 @@ FROM (SELECT alertname, namespace, notifications
       ORDER BY notifications DESC, alertname {bytewise}, namespace {bytewise} NULLS FIRST
       LIMIT ?) AS t
 UNION ALL
-SELECT 4, 0, alertname, NULL, CAST(sum(episodes) AS bigint),
-       CAST(sum(resolved_episodes) AS bigint), CAST(sum(quick_episodes) AS bigint),
-       sum(resolved_ns)
-FROM k
-GROUP BY alertname
-HAVING sum(episodes) > 0
+SELECT 4, 0, NULL, NULL, CAST(coalesce(sum(episodes), 0) AS bigint),
+       CAST(coalesce(sum(resolved), 0) AS bigint), CAST(coalesce(sum(quick), 0) AS bigint), NULL
+FROM a
+UNION ALL
+SELECT 5, place, alertname, NULL, CAST(resolved AS bigint), NULL, NULL, mttr
+FROM (SELECT alertname, resolved,
+             ns / CAST(resolved AS double precision) / 1000000000 AS mttr,
+             row_number() OVER (
+                 ORDER BY ns / CAST(resolved AS double precision) DESC,
+                          alertname {bytewise}) AS place
+      FROM a
+      WHERE resolved > 0) AS t
+WHERE place <= ?
 ORDER BY 1, 2
 """
 
 
-#: per alertname: episodes, resolved episodes, those resolved within 5 min, total time to resolve
-_EpisodeSums = dict[str, tuple[int, int, int, float]]
+@dataclass(frozen=True, slots=True)
+class _Episodes:
+    episodes: int
+    resolved: int
+    share: float | None  # resolved within 5 min, of the resolved
+    mttr: list[Mttr]
 
 
 def _by_key(
-    db: Db, query: ReportQuery, keys: _Keys, window: _Split
-) -> tuple[ReportV1, list[FlapScore], list[Noisy], int | None, _EpisodeSums]:
-    raw, raw_args = window.raw_rows(
+    db: Db, query: ReportQuery, keys: _Keys, window: _Split, by_hours: _Split
+) -> tuple[ReportV1, list[FlapScore], list[Noisy], int | None, _Episodes]:
+    """The v1 numbers and the summary's over `window`: per key from its day segments
+    (`by_hours`: the same days, the rest by hours), episodes from the days and the rows."""
+    raw, raw_args = by_hours.raw_rows(
         "id, alertname, namespace, status, first_seen, notify_count", keys.raw, keys.args
     )
-    rolled, rolled_args = window.rolled(keys.rolled, keys.args)
-    hours, hours_args = window.rolled_hours(keys.rolled, keys.args)
+    rolled, rolled_args = by_hours.rolled(keys.rolled, keys.args)
+    hours, hours_args = by_hours.rolled_hours(keys.rolled, keys.args)
+    episode_raw, episode_raw_args = window.raw_rows(
+        "fingerprint, starts_at, alertname, status, ends_at", keys.raw, keys.args
+    )
+    multi, multi_args = window.rolled(keys.raw, keys.args)  # report_multi has the texts
     sql = _BY_KEY.format(
         raw=raw,
         segments=segments(db.dialect, "rs", "r", _NS_PER_HOUR),
@@ -455,17 +501,29 @@ def _by_key(
         first_pos=pos(db.dialect, "first_seen", "first_id"),
         change_pos=pos(db.dialect, "change_seen", "change_id"),
         bytewise=_BYTEWISE[db.dialect],
+        episode_raw=episode_raw,
+        multi=multi,
+        valid_end=VALID_END,
     )
-    params = [*raw_args, *rolled_args, *hours_args, query.top, query.min_flap, query.top, query.top]
+    params = [
+        *raw_args, *rolled_args, *hours_args, *episode_raw_args, *multi_args, QUICK_RESOLUTION_NS,
+        query.top, query.min_flap, query.top, query.top, query.top,
+    ]  # fmt: skip
     total_events = unique_alerts = 0
     first_seen: int | None = None
     top: list[TopRow] = []
     flapping: list[FlapScore] = []
     noisiest: list[Noisy] = []
-    episodes: _EpisodeSums = {}
+    episodes = _Episodes(0, 0, None, [])
     for part, _place, name, ns, n, keys_n, first, total in db.fetchall(sql, params):
         if part == 4:
-            episodes[name] = (int(n), int(keys_n), int(first), float(total))
+            quick, resolved = int(first), int(keys_n)
+            share = None if resolved == 0 else float(quick) / resolved
+            episodes = replace(episodes, episodes=int(n), resolved=resolved, share=share)
+        elif part == 5:
+            episodes.mttr.append(
+                Mttr(alertname=name, mttr_seconds=float(total), resolved_episodes=int(n))
+            )
         elif part == 0:
             total_events, unique_alerts = int(n), int(keys_n)
             first_seen = None if first is None else int(first)
@@ -485,58 +543,6 @@ def _by_key(
         ],
     )
     return v1, flapping, noisiest, first_seen, episodes
-
-
-# Per episode, (fingerprint, starts_at): it is resolved when a resolved state of it has an end
-# not before its start, and it ended at the earliest such end. The rollup's days hold the
-# episodes wholly inside them (per key: count, resolved, quick, total time to resolve; `_by_key`
-# sums them per alertname); every other episode of the window is grouped here from its rows:
-# those read directly and those of report_multi in the rollup's days, per alertname.
-_EPISODES = f"""
-WITH r AS ({{raw}}),
-x AS (
-    SELECT fingerprint, starts_at, alertname, status, ends_at FROM r
-    UNION ALL
-    SELECT fingerprint, starts_at, alertname, status, ends_at FROM report_multi
-    WHERE {{multi}}
-), e AS (
-    SELECT fingerprint, starts_at, min(alertname) AS alertname,
-           min(CASE WHEN {VALID_END} THEN ends_at END) AS ended
-    FROM x
-    GROUP BY fingerprint, starts_at
-)
-SELECT alertname, count(*), count(ended), count(CASE WHEN ended - starts_at <= ? THEN 1 END),
-       coalesce(sum(CAST(ended - starts_at AS double precision)), 0)
-FROM e
-GROUP BY alertname
-"""
-
-
-def _episodes(
-    db: Db, query: ReportQuery, keys: _Keys, window: _Split, whole: _EpisodeSums
-) -> tuple[int, int, float | None, list[Mttr]]:
-    """Episodes, resolved episodes, the share resolved within 5 min, and MTTR per alertname
-    (longest first, ties byte-wise: Python's `str` order), `whole` (the rollup's) included."""
-    raw, raw_args = window.raw_rows(
-        "fingerprint, starts_at, alertname, status, ends_at", keys.raw, keys.args
-    )
-    multi, multi_args = window.rolled(keys.raw, keys.args)  # report_multi has the texts
-    sql = _EPISODES.format(raw=raw, multi=multi)
-    sums = dict(whole)
-    params = [*raw_args, *multi_args, QUICK_RESOLUTION_NS]
-    for name, n, resolved, quick, ns in db.fetchall(sql, params):
-        e, r, q, t = sums.get(name, (0, 0, 0, 0.0))
-        sums[name] = (e + int(n), r + int(resolved), q + int(quick), t + float(ns))
-    episodes = sum(v[0] for v in sums.values())
-    resolved = sum(v[1] for v in sums.values())
-    quick = sum(v[2] for v in sums.values())
-    mttr = [
-        Mttr(alertname=name, mttr_seconds=t / float(r) / 1e9, resolved_episodes=r)
-        for name, (_e, r, _q, t) in sums.items()
-        if r > 0
-    ]
-    mttr.sort(key=lambda m: (-m["mttr_seconds"], m["alertname"]))
-    return episodes, resolved, None if resolved == 0 else float(quick) / resolved, mttr[: query.top]
 
 
 # v2: the raw rows one by one and the rollup's days by their counts, grouped by the key.
