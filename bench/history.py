@@ -8,6 +8,9 @@ generated rows (the `filter` row is marked *not available yet* when the service 
 ignores the parameter). After the service stops, the two statements behind each row (the
 `count(*)` for `total` and the page itself) are timed directly on the database, to show which
 of the two costs the time.
+
+`HISTORY_ROWS=report-7d,timeline python -m bench --only history` times only the rows named
+(their keys, see `queries`); the data is built and loaded all the same.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import argparse
 import importlib
 import inspect
 import json
+import os
 import sqlite3
 import time
 import urllib.parse
@@ -234,6 +238,18 @@ def queries(data: Dataset) -> list[Query]:
     ]
 
 
+def selected(rows: list[Query]) -> list[Query]:
+    """The rows named in $HISTORY_ROWS (comma-separated keys, e.g. `report-7d,timeline`, to
+    iterate on issue #4's endpoints without timing the others); all rows when it is unset."""
+    wanted = {key.strip() for key in os.environ.get("HISTORY_ROWS", "").split(",") if key.strip()}
+    unknown = wanted - {row.key for row in rows}
+    if unknown:
+        raise SystemExit(
+            f"HISTORY_ROWS: no such row {sorted(unknown)}; rows: {[r.key for r in rows]}"
+        )
+    return [row for row in rows if not wanted or row.key in wanted]
+
+
 def _probe(server: Server, path: str) -> tuple[int, dict[str, Any] | None, str]:
     status, body = server.fetch(path, timeout_s=60)
     try:
@@ -407,7 +423,7 @@ def run_backend(
     try:
         _, doc, _ = _probe(server, queries(data)[0].path())
         unfiltered = doc.get("total") if doc else None
-        for query in queries(data):
+        for query in selected(queries(data)):
             row = prepare(server, query, loaded.backend, unfiltered)
             rows.append(row)
             if row.available and (row.single_ms or 0) >= SLOW_MS:

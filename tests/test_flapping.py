@@ -250,6 +250,24 @@ def test_late_observations_change_nothing(events: list[tuple[str, int]]) -> None
     assert shuffled.status == clean.status
 
 
+@given(
+    events=st.lists(
+        st.tuples(st.sampled_from(["firing", "resolved"]), st.integers(0, 400)), max_size=40
+    ),
+    window=st.integers(1, 200),
+)
+def test_record_is_observe_without_the_state(events: list[tuple[str, int]], window: int) -> None:
+    """A replay (the timeline) records every notification and asks for the state once."""
+    policy = FlappingPolicy(window=window, start=2, stop=1)
+    observed, recorded = FlapDetector(policy), FlapDetector(policy)
+    feed(observed, *events)
+    for status, at in events:
+        assert recorded.record(status, at) is None
+    assert recorded.status == observed.status
+    for at in (0, 200, 400, 1000):
+        assert recorded.state(at) == observed.state(at)
+
+
 # --- legacy v1 /report ----------------------------------------------------------------------
 
 

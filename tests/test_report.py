@@ -879,3 +879,40 @@ async def test_a_repeat_notification_while_a_day_is_computed_keeps_it_dirty(
     await assert_every_window(storage, min_flap=2, top=10)
     assert await refresh_day(storage, day)
     await assert_every_window(storage, min_flap=2, top=10)
+
+
+async def test_every_key_is_numbered_whoever_writes_it(storage: Storage) -> None:
+    """report_keys (migration 0009) gets every (alertname, namespace) that a row has, from the
+    service's writes, imports and plain SQL alike, once each; the numbers of known keys stay."""
+    await write(storage, spread())
+    assert await refresh_all(storage) == 3
+
+    def keys(db: Db) -> dict[tuple[str, str | None], int]:
+        rows = db.fetchall("SELECT alertname, namespace, id FROM report_keys")
+        return {(name, ns): int(i) for name, ns, i in rows}
+
+    def row_keys(db: Db) -> set[tuple[str, str | None]]:
+        return {(n, ns) for n, ns in db.fetchall("SELECT alertname, namespace FROM alert_events")}
+
+    before = await storage.read(keys)
+    assert set(before) == await storage.read(row_keys)
+    await write(storage, recorded())  # repeats and known keys only
+    assert await storage.read(keys) == before
+    # a rename by plain SQL, in a clean day: a new key, and the report follows it
+    await storage.write(
+        lambda db: db.execute(
+            "UPDATE alert_events SET alertname = 'Renamed', namespace = NULL"
+            " WHERE alertname = 'HighCPU' AND namespace = 'prod'"
+        )
+    )
+    after = await storage.read(keys)
+    assert {k: v for k, v in after.items() if k in before} == before
+    assert set(after) - set(before) == {("Renamed", None)}
+    await assert_every_window(storage, min_flap=2, top=10)
+    await refresh_all(storage)
+    await assert_every_window(storage, min_flap=2, top=10)
+    # a new key from an import (no alert_current row of its own needed)
+    imported = event("Imported", "ops", "imp-1", "firing", starts=T0 + DAY, at=T0 + DAY)
+    assert await storage.import_events([imported]) == 1
+    assert ("Imported", "ops") in await storage.read(keys)
+    await assert_every_window(storage, min_flap=2, top=10)

@@ -114,3 +114,25 @@ async def test_timeline_endpoint_shows_changes_episodes_and_flapping(
     assert timeline["flapping"]["flapping"] is False
     missing = await client.get("/history/0123456789abcdef")
     assert missing.status_code == 404
+
+
+def test_episodes_take_every_state_of_their_start() -> None:
+    """States of one episode in any order: the latest end, the sums and extremes of all."""
+    changes = [
+        change("resolved", T0, T0 + 9 * MIN, ends=T0 + 8 * MIN),
+        change("firing", T0, T0 + MIN, last=T0 + 20 * MIN, count=4),
+        change("resolved", T0, T0 + 12 * MIN, ends=T0 + 11 * MIN, last=T0 + 13 * MIN, count=2),
+        change("firing", T0 + HOUR, T0 + HOUR, last=T0 + HOUR, count=1),
+        change("firing", T0 + HOUR, T0 + HOUR + 5, last=T0 + HOUR + 30 * MIN, count=2),
+    ]
+    first, second = build_timeline(changes, T0 + 3 * HOUR, stale_after=HOUR).episodes
+    assert first.resolved and first.ends_at == T0 + 11 * MIN
+    assert (first.duration, first.notifications) == (11 * MIN, 7)
+    assert (first.first_seen, first.last_seen, first.stale) == (T0 + MIN, T0 + 20 * MIN, False)
+    assert not second.resolved and second.ends_at == 0
+    assert (second.notifications, second.first_seen) == (3, T0 + HOUR)
+    assert second.last_seen == T0 + HOUR + 30 * MIN
+    assert second.stale  # firing, last notified 90 min before now
+    assert (
+        build_timeline(changes, T0 + HOUR + 80 * MIN, stale_after=HOUR).episodes[1].stale is False
+    )

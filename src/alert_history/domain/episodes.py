@@ -57,26 +57,46 @@ def build_timeline(
     """Group `changes` (in first-received order) into episodes and replay the flap detector."""
     by_start: dict[int, list[StateChange]] = {}
     detector = FlapDetector(policy)
+    record = detector.record
     for change in changes:
-        by_start.setdefault(change.starts_at, []).append(change)
-        detector.observe(change.status, change.first_seen / NS)
+        states = by_start.get(change.starts_at)
+        if states is None:
+            by_start[change.starts_at] = [change]
+        else:
+            states.append(change)
+        record(change.status, change.first_seen / NS)
     episodes = tuple(_episode(states, now, stale_after) for _, states in sorted(by_start.items()))
     return Timeline(tuple(changes), episodes, detector.state(now / NS))
 
 
 def _episode(states: list[StateChange], now: int, stale_after: int) -> Episode:
-    resolved = [s for s in states if s.status == "resolved"]
-    starts_at = states[0].starts_at
-    ends_at = max((s.ends_at for s in resolved), default=NONE_NS)
-    last_seen = max(s.last_seen for s in states)
-    firing_last_seen = max((s.last_seen for s in states if s.status == "firing"), default=0)
+    # one pass: a busy alert's timeline builds hundreds of these per request
+    first = states[0]
+    resolved = False
+    ends_at = NONE_NS
+    last_seen, first_seen = first.last_seen, first.first_seen
+    firing_last_seen = 0
+    notifications = 0
+    for s in states:
+        notifications += s.notify_count
+        if s.last_seen > last_seen:
+            last_seen = s.last_seen
+        if s.first_seen < first_seen:
+            first_seen = s.first_seen
+        if s.status == "resolved":
+            if not resolved or s.ends_at > ends_at:
+                ends_at = s.ends_at
+            resolved = True
+        elif s.last_seen > firing_last_seen:
+            firing_last_seen = s.last_seen
+    starts_at = first.starts_at
     return Episode(
         starts_at=starts_at,
         ends_at=ends_at,
-        resolved=bool(resolved),
+        resolved=resolved,
         duration=max(0, (ends_at if resolved else now) - starts_at),
-        notifications=sum(s.notify_count for s in states),
-        first_seen=min(s.first_seen for s in states),
+        notifications=notifications,
+        first_seen=first_seen,
         last_seen=last_seen,
         stale=not resolved and now - firing_last_seen > stale_after,
     )

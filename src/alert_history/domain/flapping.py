@@ -93,15 +93,19 @@ class FlapDetector:
 
         The first notification is not a change, nor is a repeat of the same status.
         """
+        self.record(status, at)
+        return self._snapshot()
+
+    def record(self, status: str, at: float) -> None:
+        """`observe` without building the state (a replay asks for it once, at the end)."""
         if not self._advance(at):
-            return self._snapshot()
+            return
         if self._status is not None and status != self._status:
             self._changes.append(at)
             if not self._flapping and len(self._changes) > self._policy.start:
                 self._flapping = True
                 self._since = at
         self._status = status
-        return self._snapshot()
 
     def state(self, at: float) -> FlapState:
         """Return the state at `at` (or at the detector's clock, if that is later)."""

@@ -6,7 +6,7 @@ from quart import Response
 from quart_trio import QuartTrio
 
 from alert_history.domain import format_ns
-from alert_history.domain.episodes import Episode, StateChange, Timeline, build_timeline
+from alert_history.domain.episodes import StateChange, Timeline, build_timeline
 from alert_history.http.deps import HttpDeps
 from alert_history.http.responses import error, json_response
 from alert_history.storage import Db
@@ -34,13 +34,45 @@ def render(
     fingerprint: str, alertname: str, labels: dict[str, str], built: Timeline
 ) -> dict[str, object]:
     flap = built.flapping
+    # a busy alert's timeline formats the same few times over and over (an episode's start on
+    # each of its states, a resolution's times): each once per response
+    formatted: dict[int, str | None] = {}
+
+    def fmt(ns: int) -> str | None:
+        text = formatted.get(ns, _MISSING)
+        if text is _MISSING:
+            text = formatted[ns] = format_ns(ns)
+        return text
+
     return {
         "fingerprint": fingerprint,
         "alertname": alertname,
         "labels": labels,
         "status": built.changes[-1].status if built.changes else None,
-        "changes": [_change(c) for c in reversed(built.changes)],  # newest first
-        "episodes": [_episode(e) for e in reversed(built.episodes)],
+        "changes": [
+            {
+                "status": c.status,
+                "at": fmt(c.first_seen),
+                "startsAt": fmt(c.starts_at),
+                "endsAt": fmt(c.ends_at),
+                "lastSeen": fmt(c.last_seen),
+                "notifyCount": c.notify_count,
+            }
+            for c in reversed(built.changes)
+        ],  # newest first
+        "episodes": [
+            {
+                "startsAt": fmt(e.starts_at),
+                "endsAt": fmt(e.ends_at),
+                "status": "resolved" if e.resolved else "firing",
+                "duration_seconds": round(e.duration / NS, 3),
+                "notifications": e.notifications,
+                "firstSeen": fmt(e.first_seen),
+                "lastSeen": fmt(e.last_seen),
+                "stale": e.stale,
+            }
+            for e in reversed(built.episodes)
+        ],
         "flapping": {
             "flapping": flap.flapping,
             "changes_in_window": flap.changes_in_window,
@@ -50,25 +82,4 @@ def render(
     }
 
 
-def _change(change: StateChange) -> dict[str, object]:
-    return {
-        "status": change.status,
-        "at": format_ns(change.first_seen),
-        "startsAt": format_ns(change.starts_at),
-        "endsAt": format_ns(change.ends_at),
-        "lastSeen": format_ns(change.last_seen),
-        "notifyCount": change.notify_count,
-    }
-
-
-def _episode(episode: Episode) -> dict[str, object]:
-    return {
-        "startsAt": format_ns(episode.starts_at),
-        "endsAt": format_ns(episode.ends_at),
-        "status": "resolved" if episode.resolved else "firing",
-        "duration_seconds": round(episode.duration / NS, 3),
-        "notifications": episode.notifications,
-        "firstSeen": format_ns(episode.first_seen),
-        "lastSeen": format_ns(episode.last_seen),
-        "stale": episode.stale,
-    }
+_MISSING = "\0missing"

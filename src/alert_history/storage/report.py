@@ -138,12 +138,11 @@ def build_report(db: Db, query: ReportQuery) -> Report:
     with _snapshot(db):
         dirty = {int(day) for (day,) in db.fetchall("SELECT day FROM report_dirty")}
         dirty_hours = {int(h) for (h,) in db.fetchall("SELECT hour FROM report_dirty_hours")}
-        keys, key_args = _key_filters(query)
+        keys = _key_filters(query)
         window = _Split.of(query.since, query.until, dirty)
         by_hours = window.with_hours(dirty_hours)
-        v1, flapping, noisiest, first_seen = _by_key(db, query, keys, key_args, by_hours)
-        episodes, resolved, share, mttr = _episodes(db, query, keys, key_args, window)
-        v2 = None if query.days is None else _v2(db, query, keys, key_args, dirty, dirty_hours)
+        v1, flapping, noisiest, first_seen, eps = _by_key(db, query, keys, window, by_hours)
+        v2 = None if query.days is None else _v2(db, query, keys, dirty, dirty_hours)
     start = query.since if query.since is not None else first_seen
     end = query.now if query.until is None else min(query.until, query.now)
     hours = None if start is None or end <= start else (end - start) / _NS_PER_HOUR
@@ -157,10 +156,10 @@ def build_report(db: Db, query: ReportQuery) -> Report:
         for f in flapping
     ]
     summary = Summary(
-        episodes=episodes,
-        resolved_episodes=resolved,
-        resolved_within_5m_share=share,
-        mttr_seconds=mttr,
+        episodes=eps.episodes,
+        resolved_episodes=eps.resolved,
+        resolved_within_5m_share=eps.share,
+        mttr_seconds=eps.mttr,
         noisiest=noisiest,
         flapping=scored,
         period=Period(since=start, until=end, hours=hours),
@@ -186,7 +185,16 @@ def _snapshot(db: Db) -> Iterator[None]:
     db.execute("COMMIT")
 
 
-def _key_filters(query: ReportQuery) -> tuple[str, list[object]]:
+@dataclass(frozen=True, slots=True)
+class _Keys:
+    """The key filters: `raw` on alert_events, `rolled` on the rollup tables (by key_id)."""
+
+    raw: str
+    rolled: str
+    args: list[object]
+
+
+def _key_filters(query: ReportQuery) -> _Keys:
     where: list[str] = []
     args: list[object] = []
     for condition, value in (
@@ -196,7 +204,10 @@ def _key_filters(query: ReportQuery) -> tuple[str, list[object]]:
         if value is not None:
             where.append(condition)
             args.append(value)
-    return " AND ".join(where) or "1 = 1", args
+    if not where:
+        return _Keys("1 = 1", "1 = 1", [])
+    raw = " AND ".join(where)
+    return _Keys(raw, f"key_id IN (SELECT id FROM report_keys WHERE {raw})", args)
 
 
 @dataclass(frozen=True, slots=True)
@@ -321,55 +332,108 @@ class _Split:
         return " AND ".join(where), args
 
 
+_EPISODE_COLUMNS = "episodes, resolved_episodes, quick_episodes, resolved_ns"
+_NO_EPISODES: dict[Dialect, str] = {
+    "sqlite": "0 AS episodes, 0 AS resolved_episodes, 0 AS quick_episodes, 0.0 AS resolved_ns",
+    "postgres": "0 AS episodes, 0 AS resolved_episodes, 0 AS quick_episodes, "
+    "CAST(0 AS double precision) AS resolved_ns",
+}
 _SEGMENT_COLUMNS = (
-    "alertname, namespace, events, notifications, first_seen, first_id, first_status, "
-    "last_status, flaps, change_seen, change_id"
+    "key_id, events, notifications, first_seen, first_id, first_status, last_status, flaps, "
+    "change_seen, change_id"
+)
+# the rows' own segments as the rollup's types (integer counts: PostgreSQL sums those as bigint,
+# bigints as numeric)
+_RAW_SEGMENT_COLUMNS = (
+    "key_id, CAST(events AS integer) AS events, CAST(notifications AS integer) AS notifications,"
+    " first_seen, first_id, first_status, last_status, CAST(flaps AS integer) AS flaps,"
+    " change_seen, change_id"
 )
 
-# Everything per (alertname, namespace), in one statement: the totals (part 0), top_alerts
-# (part 1), flapping_alerts (part 2) and the noisiest keys (part 3). The window's rows come as
-# day segments (the rollup's clean whole days, the rest computed from the rows the same way);
-# a key's status changes are those within its segments plus those between consecutive
-# segments (LAG over the segments); its first row and its first change are the earliest of
-# its segments' (segments are disjoint in time, so `min` over their places finds them).
+# Everything in one statement: per (alertname, namespace) the totals (part 0), top_alerts (part
+# 1), flapping_alerts (part 2), the noisiest keys (part 3); the episodes (part 4) and the mean
+# time to resolve per alertname, longest first (part 5). The window's rows come as day
+# segments (the rollup's clean whole days, the rest computed from the rows the same way); a
+# key's status changes are those within its segments plus those between consecutive segments
+# (LAG over the segments); its first row is its first segment's (the one without a predecessor:
+# its place is built for that one only), its first change the earliest of its segments'
+# (segments are disjoint in time, so `min` over their places finds it). Rollup rows carry
+# integer key ids: the sort and the grouping run on them, the names are joined to the one row
+# per key at the end. Per episode, (fingerprint, starts_at): it is resolved when a resolved state
+# of it has an end not before its start, and it ended at the earliest such end; the rollup's
+# days hold the episodes wholly inside them (per key: count, resolved, quick, total time to
+# resolve), every other episode of the window is grouped from its rows (those read directly,
+# over `window` without hours, and those of report_multi in the rollup's days).
 _BY_KEY = """
 WITH r AS ({raw}),
 {segments},
 seg AS (
-    SELECT bucket * {hour_ns} AS start, {columns} FROM rs
+    SELECT bucket * {hour_ns} AS start, {raw_columns}, {no_episodes} FROM rs
     UNION ALL
-    SELECT day * {day_ns}, {columns} FROM report_days WHERE {rolled}
+    SELECT day * {day_ns}, {columns}, {episode_columns} FROM report_days WHERE {rolled}
     UNION ALL
-    SELECT hour * {hour_ns}, {columns} FROM report_hours WHERE {rolled_hours}
+    SELECT hour * {hour_ns}, {columns}, {no_episodes} FROM report_hours WHERE {rolled_hours}
 ), o AS (
-    SELECT {columns},
-           CASE WHEN first_status <> lag(last_status) OVER (
-                    PARTITION BY alertname, namespace ORDER BY start)
-                THEN 1 ELSE 0 END AS bchg
+    SELECT {columns}, {episode_columns},
+           lag(last_status) OVER (PARTITION BY key_id ORDER BY start) AS prev_last
     FROM seg
-), k AS MATERIALIZED (
-    SELECT alertname, namespace, sum(events) AS events,
-           sum(notifications) AS notifications, sum(flaps + bchg) AS flaps,
-           min(first_seen) AS first_seen, min({first_pos}) AS first_pos,
-           min(CASE WHEN bchg = 1 THEN {first_pos} WHEN flaps > 0 THEN {change_pos} END)
-               AS change_pos
+), k0 AS (
+    SELECT key_id, sum(events) AS events, sum(notifications) AS notifications,
+           sum(flaps + CASE WHEN first_status <> prev_last THEN 1 ELSE 0 END) AS flaps,
+           min(first_seen) AS first_seen,
+           min(CASE WHEN prev_last IS NULL THEN {first_pos} END) AS first_pos,
+           min(CASE WHEN first_status <> prev_last THEN {first_pos}
+                    WHEN flaps > 0 THEN {change_pos} END) AS change_pos,
+           sum(episodes) AS episodes, sum(resolved_episodes) AS resolved_episodes,
+           sum(quick_episodes) AS quick_episodes, sum(resolved_ns) AS resolved_ns
     FROM o
-    GROUP BY alertname, namespace
+    GROUP BY key_id
+), k AS MATERIALIZED (
+    SELECT n.alertname, n.namespace, k0.events, k0.notifications, k0.flaps, k0.first_seen,
+           k0.first_pos, k0.change_pos, k0.episodes, k0.resolved_episodes, k0.quick_episodes,
+           k0.resolved_ns
+    FROM k0 JOIN report_keys n ON n.id = k0.key_id
+), er AS ({episode_raw}),
+ex AS (
+    SELECT fingerprint, starts_at, alertname, status, ends_at FROM er
+    UNION ALL
+    SELECT fingerprint, starts_at, alertname, status, ends_at FROM report_multi
+    WHERE {multi}
+), e AS (
+    SELECT fingerprint, starts_at, min(alertname) AS alertname,
+           min(CASE WHEN {valid_end} THEN ends_at END) AS ended
+    FROM ex
+    GROUP BY fingerprint, starts_at
+), en AS (
+    SELECT alertname, count(*) AS episodes, count(ended) AS resolved,
+           count(CASE WHEN ended - starts_at <= ? THEN 1 END) AS quick,
+           coalesce(sum(CAST(ended - starts_at AS double precision)), 0) AS ns
+    FROM e
+    GROUP BY alertname
+    UNION ALL
+    SELECT alertname, episodes, resolved_episodes, quick_episodes, resolved_ns
+    FROM k
+    WHERE episodes > 0
+), a AS MATERIALIZED (
+    SELECT alertname, sum(episodes) AS episodes, sum(resolved) AS resolved,
+           sum(quick) AS quick, sum(ns) AS ns
+    FROM en
+    GROUP BY alertname
 )
 SELECT 0 AS part, 0 AS place, NULL AS alertname, NULL AS namespace,
        CAST(coalesce(sum(events), 0) AS bigint) AS n, count(*) AS n_keys,
-       min(first_seen) AS first_seen
+       min(first_seen) AS first_seen, CAST(NULL AS double precision) AS ns
 FROM k
 UNION ALL
 SELECT 1, row_number() OVER (ORDER BY events DESC, alertname {bytewise}, first_pos),
-       alertname, namespace, CAST(events AS bigint), NULL, NULL
+       alertname, namespace, CAST(events AS bigint), NULL, NULL, NULL
 FROM (SELECT alertname, namespace, events, first_pos
       FROM k
       ORDER BY events DESC, alertname {bytewise}, first_pos
       LIMIT ?) AS t
 UNION ALL
 SELECT 2, row_number() OVER (ORDER BY flaps DESC, alertname {bytewise}, change_pos),
-       alertname, namespace, CAST(flaps AS bigint), NULL, NULL
+       alertname, namespace, CAST(flaps AS bigint), NULL, NULL, NULL
 FROM (SELECT alertname, namespace, flaps, change_pos
       FROM k
       WHERE flaps >= ?
@@ -378,50 +442,96 @@ FROM (SELECT alertname, namespace, flaps, change_pos
 UNION ALL
 SELECT 3, row_number() OVER (ORDER BY notifications DESC, alertname {bytewise},
                                       namespace {bytewise} NULLS FIRST),
-       alertname, namespace, CAST(notifications AS bigint), NULL, NULL
+       alertname, namespace, CAST(notifications AS bigint), NULL, NULL, NULL
 FROM (SELECT alertname, namespace, notifications
       FROM k
       ORDER BY notifications DESC, alertname {bytewise}, namespace {bytewise} NULLS FIRST
       LIMIT ?) AS t
+UNION ALL
+SELECT 4, 0, NULL, NULL, CAST(coalesce(sum(episodes), 0) AS bigint),
+       CAST(coalesce(sum(resolved), 0) AS bigint), CAST(coalesce(sum(quick), 0) AS bigint), NULL
+FROM a
+UNION ALL
+SELECT 5, place, alertname, NULL, CAST(resolved AS bigint), NULL, NULL, mttr
+FROM (SELECT alertname, resolved,
+             ns / CAST(resolved AS double precision) / 1000000000 AS mttr,
+             row_number() OVER (
+                 ORDER BY ns / CAST(resolved AS double precision) DESC,
+                          alertname {bytewise}) AS place
+      FROM a
+      WHERE resolved > 0) AS t
+WHERE place <= ?
 ORDER BY 1, 2
 """
 
 
+@dataclass(frozen=True, slots=True)
+class _Episodes:
+    episodes: int
+    resolved: int
+    share: float | None  # resolved within 5 min, of the resolved
+    mttr: list[Mttr]
+
+
 def _by_key(
-    db: Db, query: ReportQuery, keys: str, key_args: list[object], window: _Split
-) -> tuple[ReportV1, list[FlapScore], list[Noisy], int | None]:
-    raw, raw_args = window.raw_rows(
-        "id, alertname, namespace, status, first_seen, notify_count", keys, key_args
+    db: Db, query: ReportQuery, keys: _Keys, window: _Split, by_hours: _Split
+) -> tuple[ReportV1, list[FlapScore], list[Noisy], int | None, _Episodes]:
+    """The v1 numbers and the summary's over `window`: per key from its day segments
+    (`by_hours`: the same days, the rest by hours), episodes from the days and the rows."""
+    raw, raw_args = by_hours.raw_rows(
+        "id, alertname, namespace, status, first_seen, notify_count", keys.raw, keys.args
     )
-    rolled, rolled_args = window.rolled(keys, key_args)
-    hours, hours_args = window.rolled_hours(keys, key_args)
+    rolled, rolled_args = by_hours.rolled(keys.rolled, keys.args)
+    hours, hours_args = by_hours.rolled_hours(keys.rolled, keys.args)
+    episode_raw, episode_raw_args = window.raw_rows(
+        "fingerprint, starts_at, alertname, status, ends_at", keys.raw, keys.args
+    )
+    multi, multi_args = window.rolled(keys.raw, keys.args)  # report_multi has the texts
     sql = _BY_KEY.format(
         raw=raw,
         segments=segments(db.dialect, "rs", "r", _NS_PER_HOUR),
         columns=_SEGMENT_COLUMNS,
+        raw_columns=_RAW_SEGMENT_COLUMNS,
         rolled=rolled,
         rolled_hours=hours,
         day_ns=_NS_PER_DAY,
         hour_ns=_NS_PER_HOUR,
+        episode_columns=_EPISODE_COLUMNS,
+        no_episodes=_NO_EPISODES[db.dialect],
         first_pos=pos(db.dialect, "first_seen", "first_id"),
         change_pos=pos(db.dialect, "change_seen", "change_id"),
         bytewise=_BYTEWISE[db.dialect],
+        episode_raw=episode_raw,
+        multi=multi,
+        valid_end=VALID_END,
     )
-    params = [*raw_args, *rolled_args, *hours_args, query.top, query.min_flap, query.top, query.top]
+    params = [
+        *raw_args, *rolled_args, *hours_args, *episode_raw_args, *multi_args, QUICK_RESOLUTION_NS,
+        query.top, query.min_flap, query.top, query.top, query.top,
+    ]  # fmt: skip
     total_events = unique_alerts = 0
     first_seen: int | None = None
     top: list[TopRow] = []
     flapping: list[FlapScore] = []
     noisiest: list[Noisy] = []
-    for part, _place, name, ns, n, keys_n, first in db.fetchall(sql, params):
-        if part == 0:
+    episodes = _Episodes(0, 0, None, [])
+    for part, _place, name, ns, n, keys_n, first, total in db.fetchall(sql, params):
+        if part == 4:
+            quick, resolved = int(first), int(keys_n)
+            share = None if resolved == 0 else float(quick) / resolved
+            episodes = replace(episodes, episodes=int(n), resolved=resolved, share=share)
+        elif part == 5:
+            episodes.mttr.append(
+                Mttr(alertname=name, mttr_seconds=float(total), resolved_episodes=int(n))
+            )
+        elif part == 0:
             total_events, unique_alerts = int(n), int(keys_n)
             first_seen = None if first is None else int(first)
         elif part == 1:
             top.append(TopRow(alertname=name, namespace=ns, events=int(n)))
         elif part == 2:
             flapping.append(FlapScore(alertname=name, namespace=ns, flaps=int(n), score=None))
-        else:
+        elif part == 3:
             noisiest.append(Noisy(alertname=name, namespace=ns, notifications=int(n)))
     v1 = ReportV1(
         total_events=total_events,
@@ -432,81 +542,7 @@ def _by_key(
             for f in flapping
         ],
     )
-    return v1, flapping, noisiest, first_seen
-
-
-# Per episode, (fingerprint, starts_at): it is resolved when a resolved state of it has an end
-# not before its start, and it ended at the earliest such end. The rollup's days hold the
-# episodes wholly inside them (per alertname: count, resolved, quick, total time to resolve);
-# every other episode of the window is grouped here from its rows: those read directly and
-# those of report_multi in the rollup's days. Part 0 holds the totals, part 1 the mean time to
-# resolve per alertname, longest first.
-_EPISODES = f"""
-WITH r AS ({{raw}}),
-x AS (
-    SELECT fingerprint, starts_at, alertname, status, ends_at FROM r
-    UNION ALL
-    SELECT fingerprint, starts_at, alertname, status, ends_at FROM report_multi
-    WHERE {{rolled}}
-), e AS MATERIALIZED (
-    SELECT fingerprint, starts_at, min(alertname) AS alertname,
-           min(CASE WHEN {VALID_END} THEN ends_at END) AS ended
-    FROM x
-    GROUP BY fingerprint, starts_at
-), n AS (
-    SELECT alertname, count(*) AS episodes, count(ended) AS resolved,
-           count(CASE WHEN ended - starts_at <= ? THEN 1 END) AS quick,
-           coalesce(sum(CAST(ended - starts_at AS double precision)), 0) AS ns
-    FROM e
-    GROUP BY alertname
-    UNION ALL
-    SELECT alertname, sum(episodes), sum(resolved_episodes), sum(quick_episodes),
-           sum(resolved_ns)
-    FROM report_days
-    WHERE {{rolled}}
-    GROUP BY alertname
-), a AS MATERIALIZED (
-    SELECT alertname, CAST(sum(episodes) AS bigint) AS episodes,
-           CAST(sum(resolved) AS bigint) AS resolved, CAST(sum(quick) AS bigint) AS quick,
-           sum(ns) AS ns
-    FROM n
-    GROUP BY alertname
-)
-SELECT 0 AS part, 0 AS place, NULL AS alertname, CAST(coalesce(sum(episodes), 0) AS bigint) AS n,
-       CAST(coalesce(sum(resolved), 0) AS bigint) AS resolved,
-       CAST(sum(quick) AS double precision) / nullif(sum(resolved), 0) AS x
-FROM a
-UNION ALL
-SELECT 1, place, alertname, resolved, NULL, mttr
-FROM (SELECT alertname, resolved,
-             ns / CAST(resolved AS double precision) / 1000000000 AS mttr,
-             row_number() OVER (
-                 ORDER BY ns / CAST(resolved AS double precision) DESC,
-                          alertname {{bytewise}}) AS place
-      FROM a
-      WHERE resolved > 0) AS t
-WHERE place <= ?
-ORDER BY part, place
-"""
-
-
-def _episodes(
-    db: Db, query: ReportQuery, keys: str, key_args: list[object], window: _Split
-) -> tuple[int, int, float | None, list[Mttr]]:
-    """Episodes, resolved episodes, the share resolved within 5 min, and MTTR per alertname."""
-    raw, raw_args = window.raw_rows(
-        "fingerprint, starts_at, alertname, status, ends_at", keys, key_args
-    )
-    rolled, rolled_args = window.rolled(keys, key_args)
-    sql = _EPISODES.format(raw=raw, rolled=rolled, bytewise=_BYTEWISE[db.dialect])
-    params = [*raw_args, *rolled_args, QUICK_RESOLUTION_NS, *rolled_args, query.top]
-    rows = db.fetchall(sql, params)
-    (_part, _place, _name, episodes, resolved, share), *per_name = rows
-    mttr = [
-        Mttr(alertname=name, mttr_seconds=float(seconds), resolved_episodes=int(n))
-        for _part, _place, name, n, _resolved, seconds in per_name
-    ]
-    return int(episodes), int(resolved), None if share is None else float(share), mttr
+    return v1, flapping, noisiest, first_seen, episodes
 
 
 # v2: the raw rows one by one and the rollup's days by their counts, grouped by the key.
@@ -530,7 +566,12 @@ HAVING sum(n) > 0
 ORDER BY key {bytewise}
 """
 
-_V2_ROLLED = "SELECT {key}, events, firing, resolved FROM {table} WHERE {where}"
+_V2_ROLLED = (
+    "SELECT {key}, x.events, x.firing, x.resolved"
+    " FROM (SELECT key_id, sum(events) AS events, sum(firing) AS firing,"
+    " sum(resolved) AS resolved FROM {table} WHERE {where} GROUP BY key_id) AS x"
+    " JOIN report_keys ON report_keys.id = x.key_id"
+)
 _V2_ROLLED_STATUS = (
     "SELECT 'firing', firing, firing, 0 FROM {table} WHERE {where} AND firing > 0 "
     "UNION ALL "
@@ -539,26 +580,21 @@ _V2_ROLLED_STATUS = (
 
 
 def _v2(
-    db: Db,
-    query: ReportQuery,
-    keys: str,
-    key_args: list[object],
-    dirty: set[int],
-    dirty_hours: set[int],
+    db: Db, query: ReportQuery, keys: _Keys, dirty: set[int], dirty_hours: set[int]
 ) -> ReportV2:
     """v2's counts per key over the rows first seen in the last `days` days (key filters hold)."""
     assert query.days is not None
     since = query.now - query.days * _NS_PER_DAY
     window = _Split.of(since, query.now, dirty, counts=True).with_hours(dirty_hours)
-    raw, raw_args = window.raw_rows("alertname, namespace, status", keys, key_args)
-    minus, minus_args = window.minus_rows("alertname, namespace, status", keys, key_args)
+    raw, raw_args = window.raw_rows("alertname, namespace, status", keys.raw, keys.args)
+    minus, minus_args = window.minus_rows("alertname, namespace, status", keys.raw, keys.args)
     key = _GROUP_KEYS.get(query.group_by, "'all'")
     template = _V2_ROLLED_STATUS if query.group_by == "status" else _V2_ROLLED
     rolled_parts: list[str] = []
     rolled_args: list[object] = []
     for table, (where, args) in (
-        ("report_days", window.rolled(keys, key_args)),
-        ("report_hours", window.rolled_hours(keys, key_args)),
+        ("report_days", window.rolled(keys.rolled, keys.args)),
+        ("report_hours", window.rolled_hours(keys.rolled, keys.args)),
     ):
         rolled_parts.append(template.format(key=key, table=table, where=where))
         rolled_args += [*args, *args] if query.group_by == "status" else args

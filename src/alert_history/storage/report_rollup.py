@@ -1,12 +1,14 @@
 """GET /report's rollup: per UTC day (and hour) and (alertname, namespace), what a report needs.
 
-Tables (migration 0006): `report_days` holds one row per (day, alertname, namespace) with the
-day's counts, notifications, first row, first and last status, the status changes between the
-day's rows of the key and the first of them, and the episodes that lie wholly in that day and
-key ("single": every row of the episode in the day and key); `report_multi` holds the rows of
-every other episode, one row each; `report_hours` holds the same as `report_days` per hour,
-without the episodes. `report_dirty` / `report_dirty_hours` name the days / hours whose rows
-are not (or no longer) what the rollup says.
+Tables (migrations 0006, 0009): `report_keys` numbers every (alertname, namespace) of
+alert_events (the triggers add new keys; the rollup rows name a key by its `key_id`, which a
+report groups and sorts much faster than two texts); `report_days` holds one row per (day, key)
+with the day's counts, notifications, first row, first and last status, the status changes
+between the day's rows of the key and the first of them, and the episodes that lie wholly in
+that day and key ("single": every row of the episode in the day and key); `report_multi` holds
+the rows of every other episode, one row each; `report_hours` holds the same as `report_days`
+per hour, without the episodes. `report_dirty` / `report_dirty_hours` name the days / hours
+whose rows are not (or no longer) what the rollup says.
 
 Triggers on `alert_events` mark a day dirty when one of its rows, or a row of an episode with a
 row in it, is inserted, deleted or changed, and the row's hour likewise, whatever writes it (the
@@ -85,11 +87,24 @@ def _status(dialect: Dialect, value: str) -> str:
     return f"substr({value}, 41)"
 
 
+def same_key(dialect: Dialect, a: str, b: str) -> str:
+    """`a` and `b` (tables with alertname and namespace) are the same key (null namespaces
+    alike); on PostgreSQL as equalities only, which a hash join can take."""
+    if dialect == "postgres":
+        return (
+            f"{a}.alertname = {b}.alertname"
+            f" AND coalesce({a}.namespace, '') = coalesce({b}.namespace, '')"
+            f" AND ({a}.namespace IS NULL) = ({b}.namespace IS NULL)"
+        )
+    return f"{a}.alertname = {b}.alertname AND {a}.namespace IS {b}.namespace"
+
+
 def segments(dialect: Dialect, name: str, src: str, bucket_ns: int = NS_PER_DAY) -> str:
     """CTEs ending in `name`: per (bucket, alertname, namespace) over the rows of `src` (with id,
-    alertname, namespace, status, first_seen, notify_count), `bucket` (first_seen / bucket_ns)
-    and the columns of report_days from `events` to `change_id`. One window: each row's
-    predecessor within its key and bucket."""
+    alertname, namespace, status, first_seen, notify_count), `bucket` (first_seen / bucket_ns),
+    the key's `key_id` (report_keys: every key of alert_events is there) and the columns of
+    report_days from `events` to `change_id`. One window: each row's predecessor within its key
+    and bucket."""
     head, change = f"{name}_p.head", f"{name}_p.change"
     return f"""
 {name}_o AS (
@@ -110,12 +125,13 @@ def segments(dialect: Dialect, name: str, src: str, bucket_ns: int = NS_PER_DAY)
     FROM {name}_o
     GROUP BY bucket, alertname, namespace
 ), {name} AS (
-    SELECT bucket, alertname, namespace, events, firing, resolved, notifications,
+    SELECT bucket, {name}_k.id AS key_id, {name}_p.alertname, {name}_p.namespace, events,
+           firing, resolved, notifications,
            {_seen(dialect, head)} AS first_seen, {_ident(dialect, head)} AS first_id,
            {_status(dialect, head)} AS first_status,
            {_status(dialect, f"{name}_p.tail")} AS last_status, flaps,
            {_seen(dialect, change)} AS change_seen, {_ident(dialect, change)} AS change_id
-    FROM {name}_p
+    FROM {name}_p JOIN report_keys {name}_k ON {same_key(dialect, f"{name}_k", f"{name}_p")}
 )"""
 
 
@@ -137,13 +153,13 @@ WHERE first_seen >= ? AND first_seen < ?
 
 
 _DAY_COLUMNS = (
-    "day, alertname, namespace, events, firing, resolved, notifications, first_seen, first_id,"
+    "day, key_id, events, firing, resolved, notifications, first_seen, first_id,"
     " first_status, last_status, flaps, change_seen, change_id, episodes, resolved_episodes,"
     " quick_episodes, resolved_ns"
 )
 _MULTI_COLUMNS = "day, fingerprint, starts_at, alertname, namespace, status, ends_at"
 _HOUR_COLUMNS = (
-    "hour, alertname, namespace, events, firing, resolved, notifications, first_seen, first_id,"
+    "hour, key_id, events, firing, resolved, notifications, first_seen, first_id,"
     " first_status, last_status, flaps, change_seen, change_id"
 )
 
@@ -166,15 +182,12 @@ single AS (
     FROM single
     GROUP BY alertname, namespace
 )
-SELECT seg.bucket, seg.alertname, seg.namespace, seg.events, seg.firing, seg.resolved,
+SELECT seg.bucket, seg.key_id, seg.events, seg.firing, seg.resolved,
        seg.notifications, seg.first_seen, seg.first_id, seg.first_status, seg.last_status,
        seg.flaps, seg.change_seen, seg.change_id,
        coalesce(eps.episodes, 0), coalesce(eps.resolved_episodes, 0),
        coalesce(eps.quick_episodes, 0), coalesce(eps.resolved_ns, 0)
-FROM seg LEFT JOIN eps
-  ON eps.alertname = seg.alertname
- AND coalesce(eps.namespace, '') = coalesce(seg.namespace, '')
- AND (eps.namespace IS NULL) = (seg.namespace IS NULL)
+FROM seg LEFT JOIN eps ON {same_key(dialect, "eps", "seg")}
 """
 
 
@@ -192,7 +205,7 @@ WITH h AS (
     WHERE first_seen >= ? AND first_seen < ?
 ),
 {segments(dialect, "seg", "h", NS_PER_HOUR)}
-SELECT bucket, alertname, namespace, events, firing, resolved, notifications, first_seen,
+SELECT bucket, key_id, events, firing, resolved, notifications, first_seen,
        first_id, first_status, last_status, flaps, change_seen, change_id
 FROM seg
 """
@@ -208,7 +221,7 @@ FROM seg
 
 #: past this many changed rows a store replaces all of the day's (hour's) rows instead
 _MAX_CHANGES = 1000
-_INSERT_CHUNK = 500  # rows per INSERT: at most 18 * 500 parameters
+_INSERT_CHUNK = 500  # rows per INSERT: at most 17 * 500 parameters
 
 
 @dataclass(frozen=True)
@@ -220,7 +233,7 @@ class Computed:
     key: int  # the day (hour)
     gen: int
     rows: list[Row]  # every row of the day (hour) if `replace_all`, else the new or changed
-    stale: list[Row]  # the (day, alertname, namespace) of rows to delete (not `replace_all`)
+    stale: list[Row]  # the (day, key_id) of rows to delete (not `replace_all`)
     replace_all: bool
     multi: list[Row]  # report_multi rows of a day likewise
     stale_multi: list[Row]
@@ -258,7 +271,7 @@ def compute_day(db: Db, day: int) -> Computed | None:
     old = db.fetchall(f"SELECT {_DAY_COLUMNS} FROM report_days WHERE day = ?", [day])
     multi = db.fetchall(_MULTI_ROWS, [lo, hi])
     old_multi = db.fetchall(f"SELECT {_MULTI_COLUMNS} FROM report_multi WHERE day = ?", [day])
-    rows, stale, replace_all = _changes(_plain(old), _plain(rows), 3)
+    rows, stale, replace_all = _changes(_plain(old), _plain(rows), 2)
     multi, stale_multi, replace_multi = _changes(_plain(old_multi), _plain(multi), 7)
     return Computed(
         "report_days", day, int(row[0]), rows, stale, replace_all, multi, stale_multi,
@@ -274,16 +287,16 @@ def compute_hour(db: Db, hour: int) -> Computed | None:
     lo, hi = hour * NS_PER_HOUR, (hour + 1) * NS_PER_HOUR
     rows = db.fetchall(_hour_rows(db.dialect), [lo, hi])
     old = db.fetchall(f"SELECT {_HOUR_COLUMNS} FROM report_hours WHERE hour = ?", [hour])
-    rows, stale, replace_all = _changes(_plain(old), _plain(rows), 3)
+    rows, stale, replace_all = _changes(_plain(old), _plain(rows), 2)
     return Computed("report_hours", hour, int(row[0]), rows, stale, replace_all, [], [], False)
 
 
-# PostgreSQL's types of the rollup columns (report_days' first 14 are report_hours')
+# PostgreSQL's types of the rollup columns (report_days' first 13 are report_hours')
 _PG_TYPES = {
-    "report_days": ["bigint", "text", "text", *["bigint"] * 4, "bigint", "bigint", "text", "text",
+    "report_days": ["bigint", "integer", *["bigint"] * 4, "bigint", "bigint", "text", "text",
                     *["bigint"] * 3, *["bigint"] * 3, "double precision"],
-    "report_hours": ["bigint", "text", "text", *["bigint"] * 4, "bigint", "bigint", "text",
-                     "text", *["bigint"] * 3],
+    "report_hours": ["bigint", "integer", *["bigint"] * 4, "bigint", "bigint", "text", "text",
+                     *["bigint"] * 3],
     "report_multi": ["bigint", "text", "bigint", "text", "text", "text", "bigint"],
 }  # fmt: skip
 
@@ -349,7 +362,7 @@ def store(db: Db, computed: Computed) -> bool:
     columns = _DAY_COLUMNS if day else _HOUR_COLUMNS
     if computed.replace_all:
         db.execute(f"DELETE FROM {computed.table} WHERE {unit} = ?", [computed.key])
-    _delete(db, computed.table, f"{unit}, alertname, namespace", computed.stale)
+    _delete(db, computed.table, f"{unit}, key_id", computed.stale)
     _insert(db, computed.table, columns, computed.rows)
     if day:
         if computed.replace_multi:
