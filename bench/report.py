@@ -603,8 +603,9 @@ def render(
                 "- **Service on PostgreSQL** (payloads: "
                 + ", ".join(pg_keys)
                 + "): the same command with `DATABASE_URL=postgresql://postgres@127.0.0.1:PORT/"
-                "<fresh database>`; the group commit is one transaction of multi-row `INSERT ... "
-                "ON CONFLICT` statements through psycopg's sync pool in worker threads, "
+                "<fresh database>`; the group commit is one autocommit statement (the events' "
+                "`INSERT ... ON CONFLICT` and the current-state upsert as data-modifying CTEs, "
+                "one binary array per column) through psycopg's sync pool in worker threads, "
                 "synchronous_commit on. The database is dropped after the run.",
             ]
             if pg_runs
