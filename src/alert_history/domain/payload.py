@@ -104,7 +104,6 @@ def decode_alertmanager_webhook(body: bytes) -> WebhookBatch:
         raise InvalidPayload(400, "$", "JSON is nested too deeply", "invalid_json") from None
     if len(hook.alerts) > _MAX_ALERTS:
         raise InvalidPayload(422, "$.alerts", f"more than {_MAX_ALERTS} alerts", "too_many")
-    _refuse_nul(body)
     alerts = [_parse_alert(i, alert, hook.status) for i, alert in enumerate(hook.alerts)]
     envelope = _present(orgId=hook.orgId, title=hook.title, state=hook.state, message=hook.message)
     grafana = envelope is not None
@@ -165,7 +164,6 @@ def _generic(body: bytes, now: int, *, many: bool, source: str = "generic") -> W
         raise InvalidPayload(422, "$", "the list holds no alerts", "value_error")
     if len(items) > _MAX_ALERTS:
         raise InvalidPayload(422, "$", f"more than {_MAX_ALERTS} alerts", "too_many")
-    _refuse_nul(body)
     alerts = [_parse_generic(f"$[{i}]" if many else "$", a, now) for i, a in enumerate(items)]
     status: Status = "firing" if any(a.status == "firing" for a in alerts) else "resolved"
     return WebhookBatch(
@@ -199,43 +197,6 @@ def _parse_generic(where: str, alert: _GenericAlert, now: int) -> ParsedAlert:
 def _require_body(body: bytes) -> None:
     if not body.strip():
         raise InvalidPayload(400, "$", "request body is empty", "empty_body")
-
-
-def _refuse_nul(body: bytes) -> None:
-    """Refuse a NUL character (`\\u0000`) in any string of a body that decoded.
-
-    PostgreSQL's text and jsonb cannot hold it: stored, it would fail the whole group commit
-    of every webhook that shares it. The same body is refused on either backend.
-    """
-    if b"\\u0000" not in body:  # the only way JSON can carry a NUL
-        return
-    path = nul_path(_any.decode(body), "$")
-    if path is not None:
-        raise InvalidPayload(422, path, "must not contain U+0000", "value_error")
-
-
-def nul_path(value: object, path: str) -> str | None:
-    """The JSON path of the first string, or object key, in `value` holding U+0000 (NUL).
-
-    PostgreSQL's text and jsonb cannot store it; bodies holding it are refused on every
-    backend, so an input means the same wherever it is stored.
-    """
-    if isinstance(value, str):
-        return path if "\x00" in value else None
-    if isinstance(value, dict):
-        for key, item in value.items():
-            name = str(key)
-            if "\x00" in name:
-                return path + "." + name.replace("\x00", "\\u0000")
-            found = nul_path(item, f"{path}.{name}")
-            if found is not None:
-                return found
-    elif isinstance(value, list):
-        for index, item in enumerate(value):
-            found = nul_path(item, f"{path}[{index}]")
-            if found is not None:
-                return found
-    return None
 
 
 def _schema_error(exc: msgspec.ValidationError) -> InvalidPayload:

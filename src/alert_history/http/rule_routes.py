@@ -13,7 +13,6 @@ from quart import Response, request
 from quart_trio import QuartTrio
 
 from alert_history.domain.filter_rules import FilterRule, RuleError, parse_rule, rule_to_dict
-from alert_history.domain.payload import nul_path
 from alert_history.http.deps import HttpDeps
 from alert_history.http.responses import error, field_error, json_response
 from alert_history.storage.rules import delete_rule, list_rules, upsert_rule
@@ -52,7 +51,7 @@ def register_rule_routes(
             rule = parse_rule(data)
         except RuleError as exc:
             return _rule_error(exc, data)
-        nul = nul_path(data, "$")
+        nul = _nul_path(data, "$")
         if nul is not None:
             return field_error(422, nul, "must not contain U+0000", "value_error")
         now = int(deps.wall_clock() * 1e9)
@@ -107,3 +106,26 @@ def _rule_error(exc: RuleError, data: object) -> Response:
     else:
         kind = "value_error"
     return field_error(422, f"$.{exc.field}", exc.message, kind)
+
+
+def _nul_path(value: object, path: str) -> str | None:
+    """The path of the first string (key or value) holding U+0000, which PostgreSQL cannot store.
+
+    Refused on every backend, so a rule means the same wherever it is stored.
+    """
+    if isinstance(value, str):
+        return path if "\0" in value else None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            where = f"{path}.{key}"
+            if "\0" in key:
+                return where
+            found = _nul_path(item, where)
+            if found is not None:
+                return found
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            found = _nul_path(item, f"{path}[{index}]")
+            if found is not None:
+                return found
+    return None
