@@ -142,6 +142,32 @@ async def test_unicode_and_large_values_round_trip(storage: Storage) -> None:
     assert row.labels == labels
 
 
+async def test_nul_in_any_string_is_stored_and_fails_no_other_alert(storage: Storage) -> None:
+    # Alertmanager passes NUL through in label values; PostgreSQL's text cannot hold it, and
+    # refused there it would fail every alert sharing the group commit
+    labels = {"alertname": "A\0B", "namespace": "n\0s", "severity": "w\0", "k\0": "v\0"}
+    odd = msgspec.structs.replace(
+        event("f\0"), labels=labels, alertname="A\0B", namespace="n\0s", severity="w\0",
+        annotations={"s\0": "t\0"}, generator_url="http://x/\0", receiver="r\0", group_key="g\0",
+    )  # fmt: skip
+    written = await storage.write_events([odd, event("f2")])
+    assert (written.inserted, written.repeated) == (2, 0)
+    repeat = await storage.write_events([odd])  # the same state again: a repeat, not a new row
+    assert (repeat.inserted, repeat.repeated) == (0, 1)
+    (found,) = (await storage.history(HistoryQuery(alertname="A\0B"))).events
+    assert (found.labels, found.annotations, found.notify_count) == (labels, odd.annotations, 2)
+    plain = {"sqlite": "A\0B", "postgres": "A\ufffdB"}[storage.backend]
+    assert found.alertname == plain  # a column taken from the labels: U+FFFD on PostgreSQL
+    assert len((await storage.history(HistoryQuery())).events) == 2
+    item = classification(found.fingerprint, reasoning="r\0", severity="critical")
+    assert await storage.write_classifications([item]) == 1
+    got = await storage.get_classification(found.fingerprint)
+    assert (
+        got is not None
+        and got.reasoning == {"sqlite": "r\0", "postgres": "r\ufffd"}[storage.backend]
+    )
+
+
 async def test_a_schema_newer_than_the_code_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "new.db"
     await (await open_storage(f"sqlite:///{path}")).aclose()  # creates and migrates

@@ -24,6 +24,7 @@ from psycopg import errors as pg_errors
 from psycopg import pq
 from psycopg.abc import Buffer
 from psycopg.adapt import Dumper
+from psycopg.types.string import StrBinaryDumper, StrDumperUnknown
 
 from alert_history.errors import StorageError, StorageUnavailable
 from alert_history.models import (
@@ -137,7 +138,7 @@ def _array(values: list[Any], type_: str, encoding: str) -> _Array:
         flat[1::2] = values
         return _Array(head + struct.pack(">" + "iq" * count, *flat))
     if type_ == "text":
-        data = [None if v is None else v.encode(encoding) for v in values]
+        data = [None if v is None else _nul_free(v).encode(encoding) for v in values]
     elif type_ == "jsonb":
         data = [None if v is None else b"\x01" + v.encode(encoding) for v in values]
     elif type_ == "boolean":
@@ -486,9 +487,33 @@ class PostgresStorage:
             raise StorageError(f"postgres: {exc}") from exc
 
 
+def _nul_free(text: str) -> str:
+    """`text` with U+0000 as U+FFFD: PostgreSQL's text cannot hold NUL.
+
+    Alertmanager passes NUL through in label values (and a generic alert or an LLM answer may
+    carry one anywhere); refused by the server, one such string would fail the whole group
+    commit it shares. Labels and annotations keep it exactly (their JSON text escapes it); the
+    columns taken from them (alertname, namespace, severity) and the other plain strings store
+    U+FFFD, and a query's strings are sent the same way, so a filter still finds them.
+    """
+    return text.replace("\0", "\ufffd") if "\0" in text else text
+
+
+class _NulFreeText(StrDumperUnknown):
+    def dump(self, obj: str) -> Buffer | None:
+        return super().dump(_nul_free(obj))
+
+
+class _NulFreeBinaryText(StrBinaryDumper):
+    def dump(self, obj: str) -> Buffer | None:
+        return super().dump(_nul_free(obj))
+
+
 def _configure(conn: Conn) -> None:
-    """Set up each new connection of the pool."""
+    """Set up each new connection of the pool: the group commit's arrays, NUL-free strings."""
     conn.adapters.register_dumper(_Array, _ArrayDumper)
+    conn.adapters.register_dumper(str, _NulFreeBinaryText)
+    conn.adapters.register_dumper(str, _NulFreeText)  # the last registered serves `%s`
 
 
 def _check_connection(conn: Conn) -> None:
