@@ -44,6 +44,7 @@ from bench.servers import ROOT
 LLM_DELAY = 0.2
 IN_FLIGHT = 16
 RATE = 100  # webhooks per second in the p95 runs
+WORKER_NICE = 10  # LLM_WORKER_NICE's default
 PAIRS = int(os.environ.get("BENCH_CLASSIFY_PAIRS", "6"))  # off/on webhook run pairs
 TARGETS = {"llm_per_s": 60.0, "cache_per_s": 5000.0, "p95_ratio": 1.10}
 
@@ -55,6 +56,7 @@ class ClassifyResults:
     p95_ms: dict[str, list[float]]  # off / on -> one p95 per run, in pair order
     pooled_p95_ms: dict[str, float]  # off / on -> the p95 of all their runs' latencies
     cpu_ms: dict[str, list[float]]  # off / on -> service CPU ms per webhook, per run
+    classified_per_s: dict[str, list[float]]  # on -> LLM classifications/s during each run
     requests_per_run: int
     at: str
     command: str
@@ -119,16 +121,20 @@ async def _llm_and_cache(llm_url: str, tmp: Path, alerts: int, redis_url: str | 
     from alert_history.actors import ClassificationService, classifier
     from alert_history.domain.breaker import CircuitBreaker
     from alert_history.kv import ClassificationCache, RedisKV
-    from alert_history.llm import LLMClient, RetryPolicy
+    from alert_history.llm import LLMWorker, WorkerConfig
     from alert_history.storage import open_storage
     from alert_history.telemetry import Metrics
 
     storage = await open_storage(f"sqlite:///{tmp}/classify-{time.monotonic_ns()}.db")
     results = Results()
     try:
-        async with httpx.AsyncClient(limits=httpx.Limits(max_connections=64)) as http:
-            llm = LLMClient(http, base_url=llm_url, api_key="sk", model="gpt-4", timeout=30,
-                            retry=RetryPolicy(max_retries=0))  # fmt: skip
+        async with trio.open_nursery() as process:
+            # the LLM calls in their worker process, as the service makes them by default
+            llm = LLMWorker(
+                WorkerConfig(base_url=llm_url, api_key="sk", model="gpt-4", timeout=30,
+                             max_retries=0, concurrency=IN_FLIGHT, nice=WORKER_NICE)
+            )  # fmt: skip
+            await process.start(llm.run)
 
             def service(cache: ClassificationCache) -> ClassificationService:
                 return ClassificationService(
@@ -172,7 +178,8 @@ async def _llm_and_cache(llm_url: str, tmp: Path, alerts: int, redis_url: str | 
                     cache_rates[
                         f"{name}, {tasks} task{'s' if tasks > 1 else ''}"
                     ] = await _cache_hits(svc_, fps, tasks)
-            return llm_rate, cache_rates
+            process.cancel_scope.cancel()
+        return llm_rate, cache_rates
     finally:
         await storage.aclose()
 
@@ -268,40 +275,57 @@ class _Webhooks:
     p95_ms: dict[str, list[float]]
     pooled_p95_ms: dict[str, float]
     cpu_ms: dict[str, list[float]]
+    classified_per_s: dict[str, list[float]]
 
 
-def _webhook_pairs(llm_url: str, tmp: Path, pairs: int, requests: int) -> _Webhooks:
-    """Off and on runs, alternating: off/on, on/off, ...; a fresh service and database each."""
-    p95: dict[str, list[float]] = {"off": [], "on": []}
-    pooled: dict[str, list[float]] = {"off": [], "on": []}
-    cpu: dict[str, list[float]] = {"off": [], "on": []}
+ON_OFF = {"off": {"LLM_ENABLED": "false"}, "on": {"LLM_ENABLED": "true"}}
+
+
+def _webhook_pairs(
+    llm_url: str, tmp: Path, pairs: int, requests: int, kinds: dict[str, dict[str, str]] = ON_OFF
+) -> _Webhooks:
+    """A run of each kind per round, the order rotating (off/on, on/off, ...); a fresh service
+    and database each. `kinds`: name -> environment of the service."""
+    names = list(kinds)
+    p95: dict[str, list[float]] = {k: [] for k in names}
+    pooled: dict[str, list[float]] = {k: [] for k in names}
+    cpu: dict[str, list[float]] = {k: [] for k in names}
+    done: dict[str, list[float]] = {k: [] for k in names if kinds[k]["LLM_ENABLED"] == "true"}
     for pair in range(pairs):
-        order = ("off", "on") if pair % 2 == 0 else ("on", "off")
-        for kind in order:
+        shift = pair % len(names)
+        for kind in names[shift:] + names[:shift]:
             env = {
                 "DATABASE_URL": f"sqlite:///{tmp}/svc-{pair}-{kind}.db", "HOST": "127.0.0.1",
-                "PORT": "0", "LOG_LEVEL": "INFO", "LOG_JSON": "true",
-                "LLM_ENABLED": "true" if kind == "on" else "false", "LLM_PROXY_URL": llm_url,
-                "LLM_API_KEY": "sk", "LLM_CONCURRENCY": str(IN_FLIGHT),
+                "PORT": "0", "LOG_LEVEL": "INFO", "LOG_JSON": "true", "LLM_PROXY_URL": llm_url,
+                "LLM_API_KEY": "sk", "LLM_CONCURRENCY": str(IN_FLIGHT), **kinds[kind],
             }  # fmt: skip
             proc = _serve(env)
             try:
                 url = _served_url(proc)
                 trio.run(_webhook_latencies, url, 100, 8, f"w{pair}{kind}")  # warm-up
-                cpu_before = _cpu_s(proc.pid)
+                cpu_before, llm_before, started = _cpu_s(proc.pid), _llm_calls(url), time.time()
                 latencies = trio.run(_webhook_latencies, url, requests, 8, f"m{pair}{kind}")
                 cpu[kind].append((_cpu_s(proc.pid) - cpu_before) * 1000 / requests)
+                if kind in done:
+                    done[kind].append((_llm_calls(url) - llm_before) / (time.time() - started))
             finally:
                 proc.terminate()
                 proc.wait(timeout=30)
             p95[kind].append(_p95_ms(latencies))
             pooled[kind] += latencies
+            classified = f", {done[kind][-1]:.1f} classified/s" if kind in done else ""
             print(
                 f"bench: classify pair {pair + 1}/{pairs} {kind}: p95 {p95[kind][-1]:.1f} ms, "
-                f"service CPU {cpu[kind][-1]:.2f} ms/webhook",
+                f"service CPU {cpu[kind][-1]:.2f} ms/webhook{classified}",
                 flush=True,
             )
-    return _Webhooks(p95, {k: _p95_ms(v) for k, v in pooled.items()}, cpu)
+    return _Webhooks(p95, {k: _p95_ms(v) for k, v in pooled.items()}, cpu, done)
+
+
+def _llm_calls(url: str) -> int:
+    """LLM classifications the service has stored so far (successes, not fallbacks)."""
+    stats = httpx.get(f"{url}/classification/stats", timeout=10).json()
+    return int(stats["llm_requests"]) - int(stats["errors"])
 
 
 def run(args: argparse.Namespace, *, command: str) -> ClassifyResults:
@@ -325,6 +349,7 @@ def run(args: argparse.Namespace, *, command: str) -> ClassifyResults:
         p95_ms=hooks.p95_ms,
         pooled_p95_ms=hooks.pooled_p95_ms,
         cpu_ms=hooks.cpu_ms,
+        classified_per_s=hooks.classified_per_s,
         requests_per_run=requests,
         at=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         command=command,
@@ -374,6 +399,9 @@ def _webhook_rows(res: ClassifyResults) -> list[str]:
         f"| service CPU per webhook | off {median(res.cpu_ms['off']):.2f} ms "
         f"(runs: {_runs(res.cpu_ms['off'], 2)}), on {median(res.cpu_ms['on']):.2f} ms "
         f"(runs: {_runs(res.cpu_ms['on'], 2)}) | | |",
+        f"| LLM classifications/s during the on runs | "
+        f"{median(res.classified_per_s['on']):.1f} (runs: {_runs(res.classified_per_s['on'])}) "
+        "| | |",
     ]
 
 
@@ -431,17 +459,39 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.classify")
     parser.add_argument("--pairs", type=int, default=PAIRS, help=f"off/on pairs ({PAIRS})")
     parser.add_argument("--requests", type=int, default=1500, help="webhooks per run (1500)")
+    parser.add_argument(
+        "--kind",
+        action="append",
+        default=[],
+        metavar="NAME:VAR=VALUE,...",
+        help="one more kind of run, classification on with these settings, in each round "
+        "(e.g. inproc:ALERT_HISTORY_LLM_WORKER=false)",
+    )
     args = parser.parse_args(argv)
+    kinds = dict(ON_OFF)
+    for spec in args.kind:
+        name, _, assignments = spec.partition(":")
+        extra = dict(a.split("=", 1) for a in assignments.split(",") if a)
+        kinds[name] = {"LLM_ENABLED": "true", **extra}
     tmp = Path(tempfile.mkdtemp(prefix="alert-history-bench-classify-"))
     cpu_before = machine.cpu_times()
     with stand_in_llm() as llm_url:
-        hooks = _webhook_pairs(llm_url, tmp, args.pairs, args.requests)
+        hooks = _webhook_pairs(llm_url, tmp, args.pairs, args.requests, kinds)
     res = ClassifyResults(
         llm_per_s=[0.0], cache_per_s={}, p95_ms=hooks.p95_ms, pooled_p95_ms=hooks.pooled_p95_ms,
-        cpu_ms=hooks.cpu_ms, requests_per_run=args.requests, at="", command="", machine="",
+        cpu_ms=hooks.cpu_ms, classified_per_s=hooks.classified_per_s,
+        requests_per_run=args.requests, at="", command="", machine="",
     )  # fmt: skip
     busy = machine.busy_and_steal(cpu_before, machine.cpu_times())[0]
     print("\n".join(_webhook_rows(res)))
+    for name in list(kinds)[2:]:
+        values, cpu = hooks.p95_ms[name], hooks.cpu_ms[name]
+        print(
+            f"| {name} | p95 {median(values):.1f} ms (runs: {_runs(values)}; spread "
+            f"{_spread(values)}), pooled {hooks.pooled_p95_ms[name]:.1f} ms, CPU "
+            f"{median(cpu):.2f} ms/webhook (runs: {_runs(cpu, 2)}), "
+            f"{median(hooks.classified_per_s[name]):.1f} classified/s |"
+        )
     print(f"(all CPUs {busy:.0%} busy, load {machine.loadavg()})")
 
 

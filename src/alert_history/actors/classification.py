@@ -32,7 +32,7 @@ from alert_history.domain.llm_protocol import (
 )
 from alert_history.errors import StorageError
 from alert_history.kv import ClassificationCache
-from alert_history.llm import LLMClient, LLMUnavailable
+from alert_history.llm import LLM, LLMUnavailable, LLMWorkerLost
 from alert_history.models import Classification
 from alert_history.storage import Db, Storage
 from alert_history.storage.classifications import (
@@ -86,7 +86,7 @@ class ClassificationService:
         self,
         *,
         storage: Storage,
-        llm: LLMClient,
+        llm: LLM,
         cache: ClassificationCache,
         breaker: CircuitBreaker,
         concurrency: int,
@@ -318,11 +318,18 @@ class ClassificationService:
         return await self.classify_subject(subject, store=False), False
 
     async def classify_subject(
-        self, subject: Subject, *, store: bool, kept: Classification | None = None
+        self,
+        subject: Subject,
+        *,
+        store: bool,
+        kept: Classification | None = None,
+        retry_lost: bool = False,
     ) -> Classification:
         """Ask the LLM through the breaker, else fall back; store and cache the result.
 
-        While the breaker refuses calls, a `kept` fallback stays as it is.
+        While the breaker refuses calls, a `kept` fallback stays as it is. A call lost with
+        the LLM worker process (not the LLM's failure: the breaker is not told) raises
+        `LLMWorkerLost` when `retry_lost` (the caller leaves the alert pending), else falls back.
         """
         if not self.breaker.allow(trio.current_time()):
             if kept is not None and kept.fallback:
@@ -330,7 +337,14 @@ class ClassificationService:
             self.metrics.classification_errors.labels("breaker_open").inc()
             result = self._fallback(subject, "circuit breaker open")
         else:
-            result = await self._call_llm(subject)
+            try:
+                result = await self._call_llm(subject)
+            except LLMWorkerLost as exc:
+                self.metrics.classification_errors.labels("worker_lost").inc()
+                if retry_lost:
+                    raise
+                self.counters.errors += 1
+                result = self._fallback(subject, str(exc))
         if store:
             await self._writes.save(result)
         await self.cache.put(result)

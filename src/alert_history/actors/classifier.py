@@ -24,6 +24,7 @@ import trio
 
 from alert_history.actors.classification import ClassificationService
 from alert_history.errors import StorageError
+from alert_history.llm import LLMWorkerLost
 from alert_history.models import AlertEvent, Classification
 from alert_history.storage.classifications import Subject, pending_fingerprints
 from alert_history.telemetry import Metrics
@@ -106,9 +107,15 @@ class _Work:
                 await self._classify(fingerprint)
             else:
                 self.service.counters.total_requests += 1
-                await self.service.classify_subject(known[1], store=True, kept=known[0])
+                await self.service.classify_subject(
+                    known[1], store=True, kept=known[0], retry_lost=True
+                )
         except StorageError as exc:
             self.service.metrics.classification_errors.labels("storage").inc()
+            log.warning(
+                "classification left pending", extra={"fingerprint": fingerprint, "error": str(exc)}
+            )
+        except LLMWorkerLost as exc:  # the poller hands it to the next worker process
             log.warning(
                 "classification left pending", extra={"fingerprint": fingerprint, "error": str(exc)}
             )
@@ -127,7 +134,7 @@ class _Work:
         if subject is None or subject.status != "firing":
             return
         service.counters.total_requests += 1
-        await service.classify_subject(subject, store=True, kept=kept)
+        await service.classify_subject(subject, store=True, kept=kept, retry_lost=True)
 
     def due(self, kept: Classification) -> bool:
         """Whether `kept` is a fallback due to be classified again (see `refallback_before`)."""
