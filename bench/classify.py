@@ -303,7 +303,8 @@ def _webhook_pairs(
             try:
                 url = _served_url(proc)
                 trio.run(_webhook_latencies, url, 100, 8, f"w{pair}{kind}")  # warm-up
-                cpu_before, llm_before, started = _cpu_s(proc.pid), _llm_calls(url), time.time()
+                cpu_before, started = _cpu_s(proc.pid), time.time()
+                llm_before = _llm_calls(url) if kind in done else 0
                 latencies = trio.run(_webhook_latencies, url, requests, 8, f"m{pair}{kind}")
                 cpu[kind].append((_cpu_s(proc.pid) - cpu_before) * 1000 / requests)
                 if kind in done:
