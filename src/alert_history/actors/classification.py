@@ -255,19 +255,29 @@ class ClassificationService:
             )
         return found
 
-    async def pending(
-        self, fingerprint: str, due: Callable[[Classification], bool]
-    ) -> tuple[Classification | None, Subject | None]:
-        """What is kept for `fingerprint` (cache, else storage) and, unless a cached one is not
-        `due` for classifying again, its newest state; at most one storage read."""
-        cached = await self.cache.get(fingerprint)
-        self._count_cache(cached is not None)
-        if cached is not None and not due(cached):
-            return cached, None  # a repeat notification of a classified alert: no query
+    async def pending_page(
+        self, fingerprints: list[str]
+    ) -> dict[str, tuple[Classification | None, Subject]]:
+        """Of `fingerprints` (a page of the queue), those still due for classifying, with what
+        is kept for each and its newest (firing) state: one storage read for the whole page,
+        not one per alert."""
+        if not fingerprints:
+            return {}
+        before = self.refallback_before()
 
-        def read(db: Db) -> tuple[Classification | None, Subject | None]:
-            kept = cached if cached is not None else load_classification(db, fingerprint)
-            return kept, load_subject(db, fingerprint)
+        def read(db: Db) -> dict[str, tuple[Classification | None, Subject]]:
+            kept = load_classifications(db, fingerprints)
+            due: dict[str, tuple[Classification | None, Subject]] = {}
+            for fp in fingerprints:
+                item = kept.get(fp)
+                if item is not None and not (
+                    item.fallback and before is not None and item.created_at < before
+                ):
+                    continue  # classified meanwhile
+                subject = load_subject(db, fp)
+                if subject is not None and subject.status == "firing":
+                    due[fp] = (item, subject)
+            return due
 
         return await self.storage.read(read)
 

@@ -2,7 +2,7 @@
 
 Each classification's HTTP exchange with the LLM proxy (httpx, TLS, JSON encoding and the
 tool-call parsing) costs CPU; in the service's process it competed with webhooks for the GIL
-and the event loop. Here it runs in a child process (`python -m alert_history.llm.worker`),
+and the event loop. Here it runs in a child process (`python -m alert_history.llm._process`),
 at a lower CPU priority (`LLM_WORKER_NICE`), so the kernel prefers the service when the cores
 are busy. The service keeps everything else: the breaker, the limiter, the timeout, leases,
 the cache and storage writes.
@@ -185,7 +185,7 @@ class LLMWorker:
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """One worker process, from its start until it ends (raise) or this is cancelled."""
         process = await trio.lowlevel.open_process(
-            [self._python, "-m", "alert_history.llm.worker"],
+            [self._python, "-m", "alert_history.llm._process"],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
         )
@@ -288,7 +288,3 @@ def main() -> None:
     stdin = trio.lowlevel.FdStream(os.dup(0))
     stdout = trio.lowlevel.FdStream(os.dup(1))
     trio.run(_serve, stdin, stdout)
-
-
-if __name__ == "__main__":
-    main()
