@@ -287,4 +287,5 @@ def main() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     stdin = trio.lowlevel.FdStream(os.dup(0))
     stdout = trio.lowlevel.FdStream(os.dup(1))
+    os.dup2(2, 1)  # a stray print goes to stderr, not into the frames
     trio.run(_serve, stdin, stdout)
