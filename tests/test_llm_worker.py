@@ -13,6 +13,7 @@ import signal
 import httpx
 import pytest
 import trio
+import trio.testing
 
 from alert_history.domain.llm_protocol import LLMProtocolError
 from alert_history.llm import (
@@ -22,6 +23,7 @@ from alert_history.llm import (
     LLMWorkerLost,
     WorkerConfig,
 )
+from alert_history.llm.worker import MAX_FRAME, frame, frames
 from tests.conftest import SettingsFactory
 from tests.llm_server import LLMServer, running_llm_server
 from tests.test_classification_api import classifying, metric, post_alerts
@@ -169,3 +171,29 @@ async def test_no_worker_process_when_disabled(make_settings: SettingsFactory) -
         (pipeline,) = [c for c in tree["children"] if c["name"] == "pipeline"]
         assert "llm-worker" not in [c["name"] for c in pipeline["children"]]
         assert isinstance(client, httpx.AsyncClient)
+
+
+async def test_frames_are_read_whole_across_any_chunking() -> None:
+    send, receive = trio.testing.memory_stream_one_way_pair()
+    payloads = [b"", b"x", bytes(range(256)) * 300]
+    wire = b"".join(frame(p) for p in payloads)
+    read: list[bytes] = []
+
+    async def reader() -> None:
+        async for payload in frames(receive):
+            read.append(payload)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(reader)
+        for start in range(0, len(wire), 7):  # frames split anywhere, headers included
+            await send.send_all(wire[start : start + 7])
+        await send.aclose()
+    assert read == payloads
+
+
+async def test_an_oversized_frame_is_refused() -> None:
+    send, receive = trio.testing.memory_stream_one_way_pair()
+    await send.send_all((MAX_FRAME + 1).to_bytes(4, "big"))
+    with pytest.raises(ValueError, match="frame of"):
+        async for _ in frames(receive):
+            pass
