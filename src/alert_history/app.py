@@ -2,8 +2,9 @@
 
 Tree (children start in order, stop in reverse):
     root (one_for_one)
-    ├── pipeline (one_for_one): [classifier], writer, router, deduplicator, ingest
-    │                           (consumers first; the classifier only with LLM_ENABLED)
+    ├── pipeline (one_for_one): [llm-worker, classifier], writer, router, deduplicator, ingest
+    │                           (consumers first; the classifier only with LLM_ENABLED, its
+    │                           LLM calls' worker process only with LLM_WORKER)
     ├── metrics
     └── http                                                   (started last, stopped first)
 Every channel is opened here once; each actor incarnation gets `.clone()`s, so a restart loses
