@@ -68,6 +68,8 @@ LEGACY_TABLE: list[tuple[str, str, str, object]] = [
     ("LLM_BREAKER_MIN_CALLS", "3", "llm.breaker_min_calls", 3),
     ("LLM_BREAKER_SLOW_CALL", "1.5", "llm.breaker_slow_call", 1.5),
     ("LLM_BREAKER_RESET", "5", "llm.breaker_reset", 5.0),
+    ("LLM_WORKER", "false", "llm.worker", False),
+    ("LLM_WORKER_NICE", "3", "llm.worker_nice", 3),
     ("INGEST_QUEUE_SIZE", "16", "ingest.queue_size", 16),
     ("DEDUP_QUEUE_SIZE", "17", "ingest.dedup_queue_size", 17),
     ("WRITER_QUEUE_SIZE", "18", "ingest.writer_queue_size", 18),

@@ -2,8 +2,9 @@
 
 Tree (children start in order, stop in reverse):
     root (one_for_one)
-    ├── pipeline (one_for_one): [classifier], writer, router, deduplicator, ingest
-    │                           (consumers first; the classifier only with LLM_ENABLED)
+    ├── pipeline (one_for_one): [llm-worker, classifier], writer, router, deduplicator, ingest
+    │                           (consumers first; the classifier only with LLM_ENABLED, its
+    │                           LLM calls' worker process only with LLM_WORKER)
     ├── metrics
     └── http                                                   (started last, stopped first)
 Every channel is opened here once; each actor incarnation gets `.clone()`s, so a restart loses
@@ -39,7 +40,7 @@ from alert_history.domain.breaker import BreakerPolicy, CircuitBreaker
 from alert_history.http import HttpDeps, WebhookLimits, create_asgi, serve_http
 from alert_history.http.server import hypercorn_config
 from alert_history.kv import ClassificationCache, ModeStore, RedisKV
-from alert_history.llm import LLMClient, RetryPolicy
+from alert_history.llm import LLM, LLMClient, LLMWorker, RetryPolicy, WorkerConfig
 from alert_history.messages import EventBatch, IngestRequest
 from alert_history.storage import Storage, open_storage
 from alert_history.storage.classifications import Subject
@@ -135,6 +136,7 @@ def build_service(
     llm_cfg = settings.llm
     classify_send, classify_recv = trio.open_memory_channel[Subject](llm_cfg.queue_size)
     classification, llm_http = _classification(settings, storage, redis, m, wall_clock_ns, hooks)
+    llm_worker = None if classification is None else classification.llm
 
     async def start_writer(task_status: trio.TaskStatus[None]) -> None:
         await writer.run(
@@ -245,6 +247,9 @@ def build_service(
 
     grace = server.graceful_timeout
     classifier_children = []
+    if isinstance(llm_worker, LLMWorker):
+        # the LLM calls' process: restarted when it dies; its calls' alerts stay pending
+        classifier_children.append(ChildSpec("llm-worker", llm_worker.run, shutdown_timeout=1.0))
     if classification is not None:
         # started before the writer that feeds it, stopped after it
         classifier_children.append(
@@ -339,18 +344,29 @@ def _classification(
     cfg = settings.llm
     if not cfg.enabled:
         return None, None
-    http = httpx.AsyncClient(
-        limits=httpx.Limits(max_connections=cfg.concurrency * 2),
-        timeout=cfg.timeout,
-    )
-    llm = LLMClient(
-        http,
-        base_url=cfg.proxy_url,
-        api_key=cfg.api_key,
-        model=cfg.model,
-        timeout=cfg.timeout,
-        retry=RetryPolicy(max_retries=cfg.max_retries),
-    )
+    http = None
+    llm: LLM
+    if cfg.worker:  # the calls in a process of their own (an `llm-worker` child)
+        llm = LLMWorker(
+            WorkerConfig(
+                base_url=cfg.proxy_url, api_key=cfg.api_key, model=cfg.model,
+                timeout=cfg.timeout, max_retries=cfg.max_retries, concurrency=cfg.concurrency,
+                nice=cfg.worker_nice,
+            )
+        )  # fmt: skip
+    else:
+        http = httpx.AsyncClient(
+            limits=httpx.Limits(max_connections=cfg.concurrency * 2),
+            timeout=cfg.timeout,
+        )
+        llm = LLMClient(
+            http,
+            base_url=cfg.proxy_url,
+            api_key=cfg.api_key,
+            model=cfg.model,
+            timeout=cfg.timeout,
+            retry=RetryPolicy(max_retries=cfg.max_retries),
+        )
     policy = BreakerPolicy(
         failure_threshold=cfg.breaker_failures,
         failure_rate=cfg.breaker_failure_rate,

@@ -32,7 +32,7 @@ from alert_history.domain.llm_protocol import (
 )
 from alert_history.errors import StorageError
 from alert_history.kv import ClassificationCache
-from alert_history.llm import LLMClient, LLMUnavailable
+from alert_history.llm import LLM, LLMUnavailable, LLMWorkerLost
 from alert_history.models import Classification
 from alert_history.storage import Db, Storage
 from alert_history.storage.classifications import (
@@ -86,7 +86,7 @@ class ClassificationService:
         self,
         *,
         storage: Storage,
-        llm: LLMClient,
+        llm: LLM,
         cache: ClassificationCache,
         breaker: CircuitBreaker,
         concurrency: int,
@@ -255,19 +255,29 @@ class ClassificationService:
             )
         return found
 
-    async def pending(
-        self, fingerprint: str, due: Callable[[Classification], bool]
-    ) -> tuple[Classification | None, Subject | None]:
-        """What is kept for `fingerprint` (cache, else storage) and, unless a cached one is not
-        `due` for classifying again, its newest state; at most one storage read."""
-        cached = await self.cache.get(fingerprint)
-        self._count_cache(cached is not None)
-        if cached is not None and not due(cached):
-            return cached, None  # a repeat notification of a classified alert: no query
+    async def pending_page(
+        self, fingerprints: list[str]
+    ) -> dict[str, tuple[Classification | None, Subject]]:
+        """Of `fingerprints` (a page of the queue), those still due for classifying, with what
+        is kept for each and its newest (firing) state: one storage read for the whole page,
+        not one per alert."""
+        if not fingerprints:
+            return {}
+        before = self.refallback_before()
 
-        def read(db: Db) -> tuple[Classification | None, Subject | None]:
-            kept = cached if cached is not None else load_classification(db, fingerprint)
-            return kept, load_subject(db, fingerprint)
+        def read(db: Db) -> dict[str, tuple[Classification | None, Subject]]:
+            kept = load_classifications(db, fingerprints)
+            due: dict[str, tuple[Classification | None, Subject]] = {}
+            for fp in fingerprints:
+                item = kept.get(fp)
+                if item is not None and not (
+                    item.fallback and before is not None and item.created_at < before
+                ):
+                    continue  # classified meanwhile
+                subject = load_subject(db, fp)
+                if subject is not None and subject.status == "firing":
+                    due[fp] = (item, subject)
+            return due
 
         return await self.storage.read(read)
 
@@ -318,11 +328,18 @@ class ClassificationService:
         return await self.classify_subject(subject, store=False), False
 
     async def classify_subject(
-        self, subject: Subject, *, store: bool, kept: Classification | None = None
+        self,
+        subject: Subject,
+        *,
+        store: bool,
+        kept: Classification | None = None,
+        retry_lost: bool = False,
     ) -> Classification:
         """Ask the LLM through the breaker, else fall back; store and cache the result.
 
-        While the breaker refuses calls, a `kept` fallback stays as it is.
+        While the breaker refuses calls, a `kept` fallback stays as it is. A call lost with
+        the LLM worker process (not the LLM's failure: the breaker is not told) raises
+        `LLMWorkerLost` when `retry_lost` (the caller leaves the alert pending), else falls back.
         """
         if not self.breaker.allow(trio.current_time()):
             if kept is not None and kept.fallback:
@@ -330,7 +347,14 @@ class ClassificationService:
             self.metrics.classification_errors.labels("breaker_open").inc()
             result = self._fallback(subject, "circuit breaker open")
         else:
-            result = await self._call_llm(subject)
+            try:
+                result = await self._call_llm(subject)
+            except LLMWorkerLost as exc:
+                self.metrics.classification_errors.labels("worker_lost").inc()
+                if retry_lost:
+                    raise
+                self.counters.errors += 1
+                result = self._fallback(subject, str(exc))
         if store:
             await self._writes.save(result)
         await self.cache.put(result)

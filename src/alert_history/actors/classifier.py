@@ -3,14 +3,16 @@
 Inbox: the committed firing alerts (`feeder`, non-blocking: when the inbox is full the hint is
 dropped and the row stays pending); hints waiting together are checked with one query. The
 durable queue is storage itself: a poller reads, in pages, the firing alerts with no
-classification, and the fallbacks made before the breaker last closed. It runs every
+classification, and the fallbacks made before the breaker last closed (each page's alerts
+with one more read, not one per alert). It runs every
 `poll_interval`, when an open breaker lets a trial call through (one fallback is retried, no
 new alert is needed) and at once when the breaker closes. Nothing happens while the
 enrichment mode is `transparent`. On a shared database an alert is classified only under its
 lease (`ClassificationService.claim`): replicas polling the same rows split them.
 Memory stays bounded: the inbox's buffer plus 2 x `concurrency` alerts in flight, of which at
 most `concurrency` are LLM calls (the service's limiter); the others wait for a call or a commit.
-A storage error leaves the alert pending (logged); other errors crash the actor. When the inbox
+A storage error, or a call lost with the LLM worker process, leaves the alert pending
+(logged); other errors crash the actor. When the inbox
 ends (shutdown) or on cancellation, work in flight is cancelled: its rows stay pending.
 """
 
@@ -24,6 +26,7 @@ import trio
 
 from alert_history.actors.classification import ClassificationService
 from alert_history.errors import StorageError
+from alert_history.llm import LLMWorkerLost
 from alert_history.models import AlertEvent, Classification
 from alert_history.storage.classifications import Subject, pending_fingerprints
 from alert_history.telemetry import Metrics
@@ -82,11 +85,11 @@ class _Work:
         self,
         nursery: trio.Nursery,
         fingerprint: str,
-        known: tuple[Classification | None, Subject] | None = None,
+        known: tuple[Classification | None, Subject],
     ) -> bool:
         """Start classifying `fingerprint` once a slot is free; False if it is in flight.
 
-        `known`: what is kept for it and its state, already read (else they are read).
+        `known`: what is kept for it and its state, as read (the hint's, or the page's).
         """
         if fingerprint in self.in_flight:
             return False
@@ -98,17 +101,18 @@ class _Work:
         nursery.start_soon(self._handle, fingerprint, known)
         return True
 
-    async def _handle(
-        self, fingerprint: str, known: tuple[Classification | None, Subject] | None
-    ) -> None:
+    async def _handle(self, fingerprint: str, known: tuple[Classification | None, Subject]) -> None:
         try:
-            if known is None:
-                await self._classify(fingerprint)
-            else:
-                self.service.counters.total_requests += 1
-                await self.service.classify_subject(known[1], store=True, kept=known[0])
+            self.service.counters.total_requests += 1
+            await self.service.classify_subject(
+                known[1], store=True, kept=known[0], retry_lost=True
+            )
         except StorageError as exc:
             self.service.metrics.classification_errors.labels("storage").inc()
+            log.warning(
+                "classification left pending", extra={"fingerprint": fingerprint, "error": str(exc)}
+            )
+        except LLMWorkerLost as exc:  # the poller hands it to the next worker process
             log.warning(
                 "classification left pending", extra={"fingerprint": fingerprint, "error": str(exc)}
             )
@@ -118,16 +122,6 @@ class _Work:
             self.finished += 1
             self._finished.set()
             self._finished = trio.Event()
-
-    async def _classify(self, fingerprint: str) -> None:
-        service = self.service
-        kept, subject = await service.pending(fingerprint, self.due)
-        if kept is not None and not self.due(kept):
-            return
-        if subject is None or subject.status != "firing":
-            return
-        service.counters.total_requests += 1
-        await service.classify_subject(subject, store=True, kept=kept)
 
     def due(self, kept: Classification) -> bool:
         """Whether `kept` is a fallback due to be classified again (see `refallback_before`)."""
@@ -159,7 +153,8 @@ async def _poll(
                 )
                 idle = [fp for fp in page if fp not in work.in_flight]
                 mine = await service.claim(idle)  # others: another replica classifies them
-                started = [await work.start(nursery, fp) for fp in mine]
+                due = await service.pending_page(mine)  # one read for the page
+                started = [await work.start(nursery, fp, known) for fp, known in due.items()]
                 # a full page that made progress is followed at once; otherwise wait
                 again = len(page) == page_size and any(started) and service.accepting_calls()
                 busy = len(idle) < len(page) or not all(started)  # look again when one is done

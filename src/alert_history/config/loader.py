@@ -80,6 +80,8 @@ _LEGACY: tuple[_EnvVar, ...] = (
     _EnvVar("LLM_BREAKER_MIN_CALLS", "llm.breaker_min_calls"),
     _EnvVar("LLM_BREAKER_SLOW_CALL", "llm.breaker_slow_call"),
     _EnvVar("LLM_BREAKER_RESET", "llm.breaker_reset"),
+    _EnvVar("LLM_WORKER", "llm.worker"),
+    _EnvVar("LLM_WORKER_NICE", "llm.worker_nice"),
     _EnvVar("REDIS_TIMEOUT", "redis.timeout"),
     _EnvVar("INGEST_QUEUE_SIZE", "ingest.queue_size"),
     _EnvVar("DEDUP_QUEUE_SIZE", "ingest.dedup_queue_size"),

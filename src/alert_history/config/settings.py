@@ -88,6 +88,9 @@ class LLMSettings(_Section, frozen=True, forbid_unknown_fields=True, kw_only=Tru
     breaker_min_calls: PositiveInt = 10
     breaker_slow_call: PositiveFloat = 10.0  # a slower classification counts as a failure
     breaker_reset: PositiveFloat = 30.0  # open -> half-open after this long
+    # the LLM calls (HTTP, JSON) run in a supervised worker process, at this CPU niceness
+    worker: bool = True
+    worker_nice: Annotated[int, msgspec.Meta(ge=0, le=19)] = 10
 
 
 class IngestSettings(_Section, frozen=True, forbid_unknown_fields=True, kw_only=True):

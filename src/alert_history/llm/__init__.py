@@ -1,5 +1,30 @@
-"""The LLM proxy adapter: an OpenAI-compatible chat-completions client on httpx (trio)."""
+"""The LLM proxy adapter: an OpenAI-compatible chat-completions client on httpx (trio), in the
+service's process (`LLMClient`) or in a worker process of its own (`LLMWorker`)."""
 
+from collections.abc import Mapping
+from typing import Any, Protocol
+
+from alert_history.domain.llm_protocol import ParsedAnswer
 from alert_history.llm.client import LLMClient, LLMUnavailable, RetryPolicy
+from alert_history.llm.worker import LLMWorker, LLMWorkerExited, LLMWorkerLost, WorkerConfig
 
-__all__ = ["LLMClient", "LLMUnavailable", "RetryPolicy"]
+
+class LLM(Protocol):
+    """What the classification service asks of an LLM client."""
+
+    @property
+    def model(self) -> str: ...
+
+    async def classify(self, alert: Mapping[str, Any]) -> ParsedAnswer: ...
+
+
+__all__ = [
+    "LLM",
+    "LLMClient",
+    "LLMUnavailable",
+    "LLMWorker",
+    "LLMWorkerExited",
+    "LLMWorkerLost",
+    "RetryPolicy",
+    "WorkerConfig",
+]
