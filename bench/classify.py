@@ -10,7 +10,7 @@ The stand-in LLM (`tests/llm_server.py`, its own process) answers every request 
   on (enriched mode, every alert a new fingerprint, so every webhook feeds the classifier),
   alternating in pairs (off/on, then on/off, ...); each run posts 1-alert webhooks at a steady
   100/s from 8 concurrent clients. A p95 of one run varies a lot on a shared 2-core machine, so
-  there are `PAIRS` pairs (`BENCH_CLASSIFY_PAIRS`), and the table states the spread of the off
+  there are `--classify-pairs` pairs (6), and the table states the spread of the off
   runs (what off-vs-off varies), the on/off ratio of each pair, the p95 of all runs of a kind
   pooled, and the service's CPU time per webhook (its own utime + stime, less noisy).
 
@@ -45,7 +45,7 @@ LLM_DELAY = 0.2
 IN_FLIGHT = 16
 RATE = 100  # webhooks per second in the p95 runs
 WORKER_NICE = 10  # LLM_WORKER_NICE's default
-PAIRS = int(os.environ.get("BENCH_CLASSIFY_PAIRS", "6"))  # off/on webhook run pairs
+PAIRS = 6  # off/on webhook run pairs (`--classify-pairs`, `--pairs`)
 TARGETS = {"llm_per_s": 60.0, "cache_per_s": 5000.0, "p95_ratio": 1.10}
 
 
@@ -343,7 +343,7 @@ def run(args: argparse.Namespace, *, command: str) -> ClassifyResults:
             llm_rates.append(rate)
             for name, value in caches.items():
                 cache_rates.setdefault(name, []).append(value)
-        hooks = _webhook_pairs(llm_url, tmp, max(PAIRS, rounds), requests)
+        hooks = _webhook_pairs(llm_url, tmp, args.classify_pairs, requests)
     return ClassifyResults(
         llm_per_s=llm_rates,
         cache_per_s={name: median(values) for name, values in cache_rates.items()},

@@ -393,7 +393,12 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     drv.add_argument("--pgdriver-warmup", type=float, default=0.5)
     drv.add_argument("--pgdriver-seconds", type=float, default=2.5, help="measured s per run")
     cls = parser.add_argument_group("classify")
-    cls.add_argument("--classify-rounds", type=int, default=2, help="rounds (medians)")
+    cls.add_argument(
+        "--classify-rounds", type=int, default=2, help="LLM and cache rounds (medians)"
+    )
+    cls.add_argument(
+        "--classify-pairs", type=int, default=6, help="webhook p95 off/on run pairs (6)"
+    )
     cls.add_argument("--classify-alerts", type=int, default=400, help="alerts sent to the LLM")
     cls.add_argument(
         "--classify-requests", type=int, default=1500, help="webhooks per p95 run (1500)"
@@ -427,8 +432,8 @@ def _estimate_s(args: argparse.Namespace, profiling: bool) -> dict[str, float]:
         runs = args.pgdriver_rounds * 2 * len(args.pgdriver_tasks)
         out["pgdriver"] = runs * (args.pgdriver_warmup + args.pgdriver_seconds + 2.5)
     if "classify" in args.only:
-        out["classify"] = args.classify_rounds * (
-            args.classify_alerts / 60 + 10 + 2 * (args.classify_requests / 100 + 5)
+        out["classify"] = args.classify_rounds * (args.classify_alerts / 60 + 10) + (
+            args.classify_pairs * 2 * (args.classify_requests / 100 + 5)
         )
     return out
 
