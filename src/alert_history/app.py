@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import httpx
+import msgspec
 import trio
 
 from alert_history.actors import (
@@ -40,7 +41,7 @@ from alert_history.domain.breaker import BreakerPolicy, CircuitBreaker
 from alert_history.http import HttpDeps, WebhookLimits, create_asgi, serve_http
 from alert_history.http.server import hypercorn_config
 from alert_history.kv import ClassificationCache, ModeStore, RedisKV
-from alert_history.llm import LLM, LLMClient, LLMWorker, RetryPolicy, WorkerConfig
+from alert_history.llm import LLM, LLMConfig, LLMWorker, WorkerConfig, open_llm_client
 from alert_history.messages import EventBatch, IngestRequest
 from alert_history.storage import Storage, open_storage
 from alert_history.storage.classifications import Subject
@@ -346,27 +347,15 @@ def _classification(
         return None, None
     http = None
     llm: LLM
+    config = LLMConfig(
+        base_url=cfg.proxy_url, api_key=cfg.api_key, model=cfg.model, timeout=cfg.timeout,
+        max_retries=cfg.max_retries, concurrency=cfg.concurrency,
+    )  # fmt: skip
     if cfg.worker:  # the calls in a process of their own (an `llm-worker` child)
-        llm = LLMWorker(
-            WorkerConfig(
-                base_url=cfg.proxy_url, api_key=cfg.api_key, model=cfg.model,
-                timeout=cfg.timeout, max_retries=cfg.max_retries, concurrency=cfg.concurrency,
-                nice=cfg.worker_nice,
-            )
-        )  # fmt: skip
+        fields = msgspec.structs.asdict(config)
+        llm = LLMWorker(WorkerConfig(**fields, nice=cfg.worker_nice))
     else:
-        http = httpx.AsyncClient(
-            limits=httpx.Limits(max_connections=cfg.concurrency * 2),
-            timeout=cfg.timeout,
-        )
-        llm = LLMClient(
-            http,
-            base_url=cfg.proxy_url,
-            api_key=cfg.api_key,
-            model=cfg.model,
-            timeout=cfg.timeout,
-            retry=RetryPolicy(max_retries=cfg.max_retries),
-        )
+        http, llm = open_llm_client(config)
     policy = BreakerPolicy(
         failure_threshold=cfg.breaker_failures,
         failure_rate=cfg.breaker_failure_rate,

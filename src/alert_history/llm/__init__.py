@@ -5,7 +5,13 @@ from collections.abc import Mapping
 from typing import Any, Protocol
 
 from alert_history.domain.llm_protocol import ParsedAnswer
-from alert_history.llm.client import LLMClient, LLMUnavailable, RetryPolicy
+from alert_history.llm.client import (
+    LLMClient,
+    LLMConfig,
+    LLMUnavailable,
+    RetryPolicy,
+    open_llm_client,
+)
 from alert_history.llm.worker import LLMWorker, LLMWorkerExited, LLMWorkerLost, WorkerConfig
 
 
@@ -21,10 +27,12 @@ class LLM(Protocol):
 __all__ = [
     "LLM",
     "LLMClient",
+    "LLMConfig",
     "LLMUnavailable",
     "LLMWorker",
     "LLMWorkerExited",
     "LLMWorkerLost",
     "RetryPolicy",
     "WorkerConfig",
+    "open_llm_client",
 ]

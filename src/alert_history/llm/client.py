@@ -126,3 +126,30 @@ def _retry_after(value: str | None) -> float | None:
         return float(value)
     except ValueError:
         return None  # an HTTP date: fall back to our own backoff
+
+
+class LLMConfig(msgspec.Struct, frozen=True, kw_only=True):
+    """Where and how the LLM is called: the settings an `LLMClient` is built from."""
+
+    base_url: str
+    api_key: str | None
+    model: str
+    timeout: float
+    max_retries: int
+    concurrency: int  # calls in flight at most: the HTTP pool keeps twice as many connections
+
+
+def open_llm_client(config: LLMConfig) -> tuple[httpx.AsyncClient, LLMClient]:
+    """An `LLMClient` for `config` and the httpx client it uses (the caller closes that)."""
+    http = httpx.AsyncClient(
+        limits=httpx.Limits(max_connections=config.concurrency * 2), timeout=config.timeout
+    )
+    client = LLMClient(
+        http,
+        base_url=config.base_url,
+        api_key=config.api_key,
+        model=config.model,
+        timeout=config.timeout,
+        retry=RetryPolicy(max_retries=config.max_retries),
+    )
+    return http, client

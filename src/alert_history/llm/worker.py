@@ -34,13 +34,12 @@ import sys
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
-import httpx
 import msgspec
 import trio
 
 from alert_history.domain.llm_protocol import LLMProtocolError, ParsedAnswer
 from alert_history.errors import AlertHistoryError
-from alert_history.llm.client import LLMClient, LLMUnavailable, RetryPolicy
+from alert_history.llm.client import LLMConfig, LLMUnavailable, open_llm_client
 
 log = logging.getLogger("alert_history.llm.worker")
 
@@ -48,15 +47,9 @@ _HEADER = struct.Struct(">I")
 MAX_FRAME = 4 << 20  # bytes; an answer is at most 1 MiB (MAX_ANSWER_BYTES)
 
 
-class WorkerConfig(msgspec.Struct, frozen=True, kw_only=True):
+class WorkerConfig(LLMConfig, frozen=True, kw_only=True):
     """What the worker process is told once, on its stdin, before any request."""
 
-    base_url: str
-    api_key: str | None
-    model: str
-    timeout: float
-    max_retries: int
-    concurrency: int
     nice: int = 0
 
 
@@ -248,17 +241,8 @@ async def _serve(stdin: trio.abc.ReceiveStream, stdout: trio.abc.SendStream) -> 
         async with send_lock:
             await stdout.send_all(frame(_encode(reply)))
 
-    async with httpx.AsyncClient(
-        limits=httpx.Limits(max_connections=config.concurrency * 2), timeout=config.timeout
-    ) as http:
-        client = LLMClient(
-            http,
-            base_url=config.base_url,
-            api_key=config.api_key,
-            model=config.model,
-            timeout=config.timeout,
-            retry=RetryPolicy(max_retries=config.max_retries),
-        )
+    http, client = open_llm_client(config)
+    async with http:
 
         async def answer(request: Request) -> None:
             reply = Reply(
