@@ -174,8 +174,29 @@ def _snapshot(db: Db) -> Iterator[None]:
         db.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
         # the segments of a week (tens of thousands of rows) sort in memory, not on disk
         db.execute("SET LOCAL work_mem = '64MB'")
-    else:
+        yield from _transaction(db)
+        return
+    # likewise on SQLite, whose sorts spill to temporary files past the page cache (2 MiB by
+    # default; a week's segments take a few MiB): a larger cache for this report only, then the
+    # connection's own again (which frees the pages above it)
+    row = db.fetchone("PRAGMA cache_size")
+    previous = -2000 if row is None else int(row[0])
+    db.execute(f"PRAGMA cache_size = {_SQLITE_CACHE_KIB}")
+    try:
         db.execute("BEGIN")  # deferred: a WAL read snapshot from the first SELECT
+        yield from _transaction(db)
+    finally:
+        with suppress(Exception):  # the connection may be gone; the first error is the story
+            db.execute(f"PRAGMA cache_size = {previous}")
+
+
+#: SQLite's page cache during a report, as PRAGMA cache_size (negative: KiB), as PostgreSQL's
+#: work_mem above
+_SQLITE_CACHE_KIB = -65536
+
+
+def _transaction(db: Db) -> Iterator[None]:
+    """The body of the transaction `_snapshot` began: COMMIT, or ROLLBACK on an error."""
     try:
         yield
     except Exception:
