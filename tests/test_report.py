@@ -9,6 +9,7 @@ with an ICU `en-US` default collation, where "a" sorts before "B" unless the SQL
 from __future__ import annotations
 
 import calendar
+import contextlib
 import statistics
 import threading
 import uuid
@@ -916,3 +917,60 @@ async def test_every_key_is_numbered_whoever_writes_it(storage: Storage) -> None
     assert await storage.import_events([imported]) == 1
     assert ("Imported", "ops") in await storage.read(keys)
     await assert_every_window(storage, min_flap=2, top=10)
+
+
+class _CacheSpy:
+    """A Db that notes SQLite's page cache size at each statement of a report, and can fail
+    the statement that reads the rollup's days."""
+
+    def __init__(self, db: Db, *, fail: bool = False) -> None:
+        self.db, self.dialect, self.fail = db, db.dialect, fail
+        self.sizes: list[int] = []
+
+    def _note(self, sql: str) -> None:
+        row = self.db.fetchone("PRAGMA cache_size")
+        assert row is not None
+        self.sizes.append(int(row[0]))
+        if self.fail and "report_days" in sql:
+            raise RuntimeError("the statement failed")
+
+    def fetchall(self, sql: str, params: Sequence[object] = ()) -> list[Any]:
+        self._note(sql)
+        return self.db.fetchall(sql, params)
+
+    def fetchone(self, sql: str, params: Sequence[object] = ()) -> Any:
+        return self.db.fetchone(sql, params)
+
+    def execute(self, sql: str, params: Sequence[object] = ()) -> int:
+        return self.db.execute(sql, params)
+
+
+@pytest.mark.parametrize("fail", [False, True])
+async def test_a_sqlite_report_sorts_in_a_larger_cache_for_itself_only(
+    tmp_path: Path, fail: bool
+) -> None:
+    """On SQLite every statement of a report runs with a 64 MiB page cache (its sorts of a
+    week's segments would spill to temporary files past the default 2 MiB), and the connection
+    has its own size back afterwards, after an error too."""
+    storage = await open_storage(f"sqlite:///{tmp_path / 'cache.db'}")
+    try:
+        await write(storage, spread())
+
+        def report(db: Db) -> tuple[int, list[int]]:
+            db.execute("PRAGMA cache_size = -1234")
+            spy = _CacheSpy(db, fail=fail)
+            with contextlib.suppress(RuntimeError):
+                build_report(spy, ReportQuery(now=NOW + 3 * DAY, since=T0, days=7))  # type: ignore[arg-type]
+            db.execute("BEGIN")  # the report's transaction is over (committed or rolled back)
+            db.execute("ROLLBACK")
+            row = db.fetchone("PRAGMA cache_size")
+            assert row is not None
+            db.execute("PRAGMA cache_size = -2000")
+            return int(row[0]), spy.sizes
+
+        after, sizes = await storage.read(report)
+    finally:
+        await storage.aclose()
+    assert len(sizes) == (3 if fail else 4)  # the dirty days and hours, by key, v2
+    assert set(sizes) == {-65536}
+    assert after == -1234

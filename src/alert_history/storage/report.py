@@ -174,8 +174,29 @@ def _snapshot(db: Db) -> Iterator[None]:
         db.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
         # the segments of a week (tens of thousands of rows) sort in memory, not on disk
         db.execute("SET LOCAL work_mem = '64MB'")
-    else:
+        yield from _transaction(db)
+        return
+    # likewise on SQLite, whose sorts spill to temporary files past the page cache (2 MiB by
+    # default; a week's segments take a few MiB): a larger cache for this report only, then the
+    # connection's own again (which frees the pages above it)
+    row = db.fetchone("PRAGMA cache_size")
+    previous = -2000 if row is None else int(row[0])
+    db.execute(f"PRAGMA cache_size = {_SQLITE_CACHE_KIB}")
+    try:
         db.execute("BEGIN")  # deferred: a WAL read snapshot from the first SELECT
+        yield from _transaction(db)
+    finally:
+        with suppress(Exception):  # the connection may be gone; the first error is the story
+            db.execute(f"PRAGMA cache_size = {previous}")
+
+
+#: SQLite's page cache during a report, as PRAGMA cache_size (negative: KiB), as PostgreSQL's
+#: work_mem above
+_SQLITE_CACHE_KIB = -65536
+
+
+def _transaction(db: Db) -> Iterator[None]:
+    """The body of the transaction `_snapshot` began: COMMIT, or ROLLBACK on an error."""
     try:
         yield
     except Exception:
@@ -364,20 +385,24 @@ _RAW_SEGMENT_COLUMNS = (
 # days hold the episodes wholly inside them (per key: count, resolved, quick, total time to
 # resolve), every other episode of the window is grouped from its rows (those read directly,
 # over `window` without hours, and those of report_multi in the rollup's days).
+# The CTEs read once are NOT MATERIALIZED: SQLite (3.40) would otherwise copy each into a temporary
+# table before reading it (tens of thousands of rows, ~15 % of the statement); as co-routines
+# they stream. PostgreSQL inlines such CTEs anyway; `k` and `a`, read several times, are
+# computed once.
 _BY_KEY = """
 WITH r AS ({raw}),
 {segments},
-seg AS (
+seg AS NOT MATERIALIZED (
     SELECT bucket * {hour_ns} AS start, {raw_columns}, {no_episodes} FROM rs
     UNION ALL
     SELECT day * {day_ns}, {columns}, {episode_columns} FROM report_days WHERE {rolled}
     UNION ALL
     SELECT hour * {hour_ns}, {columns}, {no_episodes} FROM report_hours WHERE {rolled_hours}
-), o AS (
+), o AS NOT MATERIALIZED (
     SELECT {columns}, {episode_columns},
            lag(last_status) OVER (PARTITION BY key_id ORDER BY start) AS prev_last
     FROM seg
-), k0 AS (
+), k0 AS NOT MATERIALIZED (
     SELECT key_id, sum(events) AS events, sum(notifications) AS notifications,
            sum(flaps + CASE WHEN first_status <> prev_last THEN 1 ELSE 0 END) AS flaps,
            min(first_seen) AS first_seen,
@@ -393,18 +418,18 @@ seg AS (
            k0.first_pos, k0.change_pos, k0.episodes, k0.resolved_episodes, k0.quick_episodes,
            k0.resolved_ns
     FROM k0 JOIN report_keys n ON n.id = k0.key_id
-), er AS ({episode_raw}),
-ex AS (
+), er AS NOT MATERIALIZED ({episode_raw}),
+ex AS NOT MATERIALIZED (
     SELECT fingerprint, starts_at, alertname, status, ends_at FROM er
     UNION ALL
     SELECT fingerprint, starts_at, alertname, status, ends_at FROM report_multi
     WHERE {multi}
-), e AS (
+), e AS NOT MATERIALIZED (
     SELECT fingerprint, starts_at, min(alertname) AS alertname,
            min(CASE WHEN {valid_end} THEN ends_at END) AS ended
     FROM ex
     GROUP BY fingerprint, starts_at
-), en AS (
+), en AS NOT MATERIALIZED (
     SELECT alertname, count(*) AS episodes, count(ended) AS resolved,
            count(CASE WHEN ended - starts_at <= ? THEN 1 END) AS quick,
            coalesce(sum(CAST(ended - starts_at AS double precision)), 0) AS ns
