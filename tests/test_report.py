@@ -30,7 +30,7 @@ from hypothesis import strategies as st
 
 from alert_history.domain.flapping import V1Row, report_v1
 from alert_history.models import AlertEvent
-from alert_history.storage import Db, Storage, open_storage, report_rollup
+from alert_history.storage import Db, Storage, open_storage, report_rollup, report_spans
 from alert_history.storage.report import Report, ReportQuery, build_report
 from alert_history.storage.report_rollup import (
     Computed,
@@ -952,6 +952,195 @@ async def test_a_sqlite_report_sorts_in_a_larger_cache_for_itself_only(
         after, sizes = await storage.read(report)
     finally:
         await storage.aclose()
-    assert len(sizes) == (3 if fail else 4)  # the dirty days and hours, by key, v2
+    assert len(sizes) == (4 if fail else 5)  # dirty days and hours, spans, by key, v2
     assert set(sizes) == {-65536}
     assert after == -1234
+
+
+# --- the spans -------------------------------------------------------------------------------
+#
+# Spans (storage/report_spans.py) stand for runs of 2-16 hours and 2-32 days. Here a fortnight
+# of mornings (a key missing on some days, so that spans have keys on one side only) is
+# refreshed, every span is built, and wide windows read them: the numbers must stay the
+# legacy ones, after repeats added by the trigger and after late rows that drop spans.
+
+FORTNIGHT_WINDOWS = [
+    None,
+    T0 - 2 * HOUR,
+    T0 + 2 * DAY + 5 * HOUR + 7 * MINUTE,
+    T0 + 3 * DAY,
+    T0 + 9 * DAY + 30 * MINUTE,
+    T0 + 15 * DAY,
+]
+FORTNIGHT_NOW = T0 + 16 * DAY
+
+
+def fortnight() -> list[list[AlertEvent]]:
+    """The recorded morning on each of 14 days, an hour later every third day, without HighCPU
+    every fourth day."""
+    batches = []
+    for day in range(14):
+        shift = day * DAY + (day % 3) * HOUR
+        for batch in recorded():
+            kept = [
+                msgspec.structs.replace(
+                    e, starts_at=e.starts_at + shift, received_at=e.received_at + shift,
+                    ends_at=e.ends_at + shift if e.ends_at else 0,
+                )
+                for e in batch
+                if day % 4 != 1 or e.alertname != "HighCPU"
+            ]  # fmt: skip
+            if kept:
+                batches.append(kept)
+    return batches
+
+
+class _SqlSpy:
+    """A Db that keeps the SQL it runs."""
+
+    def __init__(self, db: Db) -> None:
+        self.db, self.dialect = db, db.dialect
+        self.statements: list[str] = []
+
+    def fetchall(self, sql: str, params: Sequence[object] = ()) -> list[Any]:
+        self.statements.append(sql)
+        return self.db.fetchall(sql, params)
+
+    def fetchone(self, sql: str, params: Sequence[object] = ()) -> Any:
+        return self.db.fetchone(sql, params)
+
+    def execute(self, sql: str, params: Sequence[object] = ()) -> int:
+        return self.db.execute(sql, params)
+
+
+async def assert_fortnight(storage: Storage) -> int:
+    """Every window gives the legacy numbers and the plain summary; returns how many of the
+    reports read spans."""
+    rows = await stored_rows(storage)
+    spanned = 0
+    for since in FORTNIGHT_WINDOWS:
+        for until in FORTNIGHT_WINDOWS:
+            query = ReportQuery(now=FORTNIGHT_NOW, since=since, until=until, min_flap=2, top=10)
+
+            def report(db: Db, query: ReportQuery = query) -> tuple[Report, list[str]]:
+                spy = _SqlSpy(db)
+                return build_report(spy, query), spy.statements  # type: ignore[arg-type]
+
+            result, statements = await storage.read(report)
+            chosen = select(rows, None, None, since, until)
+            assert result.v1 == report_v1(v1_rows(chosen), min_flap=2, top=10), (since, until)
+            assert_summary(result, chosen, top=10, since=since, until=until, now=FORTNIGHT_NOW)
+            spanned += any("(lo = ? AND hi = ?)" in sql for sql in statements)
+    for days in (3, 10):
+        v2 = (await run(storage, now=FORTNIGHT_NOW, days=days, group_by="alertname")).v2
+        assert v2 == expected_v2(rows, FORTNIGHT_NOW, days, "alertname"), days
+    return spanned
+
+
+async def span_rows(storage: Storage) -> dict[tuple[int, int], list[tuple[Any, ...]]]:
+    def read(db: Db) -> list[tuple[Any, ...]]:
+        return db.fetchall("SELECT * FROM report_spans ORDER BY lo, hi, key_id")
+
+    spans: dict[tuple[int, int], list[tuple[Any, ...]]] = defaultdict(list)
+    for row in await storage.read(read):
+        spans[(int(row[0]), int(row[1]))].append(tuple(row))
+    return spans
+
+
+async def test_reports_read_spans_and_keep_the_legacy_numbers(storage: Storage) -> None:
+    await write(storage, fortnight())
+    assert await refresh_all(storage) == 14
+    built = await storage.read(lambda db: db.fetchall("SELECT lo, hi FROM report_spans_built"))
+    sizes = Counter(int(hi) - int(lo) + 1 for lo, hi in built)
+    assert {2, 4, 8, 16, 48, 96, 192} <= set(sizes)
+    assert await assert_fortnight(storage) >= 15
+    # repeats of old states add to their spans (no day gets dirty), as a rebuild would
+    before = await span_rows(storage)
+    repeats = [
+        msgspec.structs.replace(e, received_at=e.received_at + 5 * DAY + HOUR, notify_count=4)
+        for batch in fortnight()[40:60]
+        for e in batch
+        if e.status == "firing"
+    ]
+    await storage.write_events(repeats)
+    assert await storage.read(lambda db: db.fetchall("SELECT day FROM report_dirty")) == []
+    after = await span_rows(storage)
+    assert after.keys() == before.keys() and after != before
+    await assert_fortnight(storage)
+    await storage.write(lambda db: report_spans.drop(db, list(after)))
+    assert await report_spans.build_all(storage, FORTNIGHT_NOW) == len(after)
+    assert await span_rows(storage) == after
+    # a late resolution on day 5 of an episode of day 4: both days are stored again, the spans
+    # holding them are dropped and built again from the new days
+    late = msgspec.structs.replace(
+        at_minutes("DiskFull", "prod", "disk-1", "resolved", 7, 9, 70),
+        starts_at=m(7) + 4 * DAY + HOUR, ends_at=m(9) + 5 * DAY, received_at=m(9) + 5 * DAY,
+    )  # fmt: skip
+    await storage.write_events([late])
+    assert await assert_fortnight(storage) >= 10  # the spans without those days still serve
+    await refresh_all(storage, now_ns=FORTNIGHT_NOW)
+    rebuilt = await storage.read(lambda db: db.fetchall("SELECT lo, hi FROM report_spans_built"))
+    assert sorted(map(tuple, rebuilt)) == sorted(map(tuple, built))
+    assert await assert_fortnight(storage) >= 15
+
+
+async def test_a_span_waits_for_an_uncommitted_repeat(postgres: PostgresServer) -> None:
+    """On PostgreSQL a span built while a repeat of one of its rows is not committed yet waits
+    for it and has it (the repeat's trigger holds report_spans first)."""
+    url = postgres.create_database()
+    storage = await open_storage(url)
+    try:
+        await write(storage, fortnight())
+        await refresh_all(storage, now_ns=FORTNIGHT_NOW)
+        day = (T0 + 2 * DAY) // DAY
+        (span,) = [s for s in report_spans.holding_day(day) if s[1] - s[0] + 1 == 4 * 24]
+        await storage.write(lambda db: report_spans.drop(db, report_spans.holding_day(day)))
+        row_id, count = await storage.read(
+            lambda db: db.fetchone(
+                "SELECT id, notify_count FROM alert_events WHERE first_seen / ? = ? LIMIT 1",
+                [DAY, day],
+            )
+        )
+        built = trio.Event()
+        with psycopg.connect(url) as conn:
+            conn.execute(
+                "UPDATE alert_events SET notify_count = %s WHERE id = %s", [count + 7, row_id]
+            )
+
+            async def builder() -> None:
+                for half in report_spans.halves(span):
+                    await storage.write(partial(report_spans.build, span=half))
+                assert await storage.write(partial(report_spans.build, span=span))
+                built.set()
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(builder)
+                # PostgreSQL shows the wait, nothing here can be awaited for it
+                with trio.fail_after(30):
+                    while not await storage.read(_waits_for_a_lock):  # noqa: ASYNC110
+                        await trio.sleep(0.01)
+                assert not built.is_set()
+                conn.commit()
+        assert built.is_set()
+        rows = (await span_rows(storage))[span]
+        await storage.write(lambda db: report_spans.drop(db, [span]))
+        assert await storage.write(partial(report_spans.build, span=span))
+        assert (await span_rows(storage))[span] == rows
+        total = sum(int(r[6]) for r in rows)  # notifications
+        assert total == await storage.read(
+            lambda db: db.fetchone(
+                "SELECT sum(notify_count) FROM alert_events"
+                " WHERE first_seen >= ? AND first_seen < ?",
+                [span[0] * HOUR, (span[1] + 1) * HOUR],
+            )[0]
+        )
+    finally:
+        await storage.aclose()
+
+
+def _waits_for_a_lock(db: Db) -> bool:
+    row = db.fetchone(
+        "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+        " AND query LIKE '%report_spans%'"
+    )
+    return row is not None and int(row[0]) > 0

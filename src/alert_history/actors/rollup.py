@@ -2,7 +2,8 @@
 
 No inbox: every `interval` seconds it recomputes the dirty hours and days but today's, and
 today's day at most every `today_every` seconds (it is dirty again after every write; reports
-read its hours meanwhile). A refresh computes with reads and stores in a short write, so it
+read its hours meanwhile), then builds the spans (storage/report_spans.py) of the finished hours
+and days that are missing. A refresh computes with reads and stores in a short write, so it
 never holds up ingest; if writes dirtied a day while it was computed, the next round tries
 again. Storage errors are logged and the next round tries again.
 """
@@ -34,7 +35,7 @@ async def run(
     while True:
         today = wall_clock_ns() // NS_PER_DAY
         try:
-            await refresh_all(storage, skip_day=today)
+            await refresh_all(storage, skip_day=today, now_ns=wall_clock_ns())
             due = trio.current_time() - today_done >= today_every
             if due and await refresh_day(storage, today):
                 today_done = trio.current_time()

@@ -34,6 +34,7 @@ from dataclasses import dataclass, replace
 from typing import TypedDict
 
 from alert_history.domain.flapping import FlapRow, ReportV1, TopRow
+from alert_history.storage import report_spans as spans
 from alert_history.storage.executor import Db, Dialect
 from alert_history.storage.report_rollup import (
     NS_PER_DAY,
@@ -138,11 +139,13 @@ def build_report(db: Db, query: ReportQuery) -> Report:
     with _snapshot(db):
         dirty = {int(day) for (day,) in db.fetchall("SELECT day FROM report_dirty")}
         dirty_hours = {int(h) for (h,) in db.fetchall("SELECT hour FROM report_dirty_hours")}
+        built = {(int(lo), int(hi)) for lo, hi in db.fetchall(_BUILT)}
+        units = _Units(dirty, dirty_hours, built)
         keys = _key_filters(query)
         window = _Split.of(query.since, query.until, dirty)
-        by_hours = window.with_hours(dirty_hours)
+        by_hours = window.with_hours(dirty_hours).with_spans(units)
         v1, flapping, noisiest, first_seen, eps = _by_key(db, query, keys, window, by_hours)
-        v2 = None if query.days is None else _v2(db, query, keys, dirty, dirty_hours)
+        v2 = None if query.days is None else _v2(db, query, keys, units)
     start = query.since if query.since is not None else first_seen
     end = query.now if query.until is None else min(query.until, query.now)
     hours = None if start is None or end <= start else (end - start) / _NS_PER_HOUR
@@ -206,6 +209,18 @@ def _transaction(db: Db) -> Iterator[None]:
     db.execute("COMMIT")
 
 
+_BUILT = "SELECT lo, hi FROM report_spans_built"
+
+
+@dataclass(frozen=True, slots=True)
+class _Units:
+    """What the rollup holds as of the report's snapshot: dirty days and hours, built spans."""
+
+    days: set[int]
+    hours: set[int]
+    built: set[spans.Span]
+
+
 @dataclass(frozen=True, slots=True)
 class _Keys:
     """The key filters: `raw` on alert_events, `rolled` on the rollup tables (by key_id)."""
@@ -249,6 +264,8 @@ class _Split:
     #: inclusive ranges of hours read from report_hours (those not dirty), for what the days
     #: leave out; report_hours has no episodes
     hours: tuple[tuple[int, int], ...] = ()
+    #: spans read from report_spans in place of their days and hours (`with_spans`)
+    chosen: tuple[spans.Span, ...] = ()
 
     @classmethod
     def of(
@@ -327,13 +344,60 @@ class _Split:
                 raw.append(((last + 1) * _NS_PER_HOUR, hi))
         return replace(self, raw=tuple(raw), hours=tuple(hours))
 
+    def with_spans(self, units: _Units) -> _Split:
+        """The same window with the built spans of clean days and hours that fit in it read
+        from report_spans in place of their days and hours."""
+        chosen: list[spans.Span] = []
+        day_spans = [s for s in units.built if spans.is_day_span(s)]
+        if self.whole and day_spans:
+            first = max(self.first_day, min(lo for lo, _ in day_spans) // spans.HOURS_PER_DAY)
+            last = max(hi for _, hi in day_spans) // spans.HOURS_PER_DAY
+            if self.last_day is not None:
+                last = min(last, self.last_day)
+            chosen += spans.cover(
+                first, last, spans.DAY_SIZES, units.built, units.days.__contains__,
+                unit=spans.HOURS_PER_DAY,
+            )  # fmt: skip
+        for first, last in self.hours:
+            chosen += spans.cover(
+                first, last, spans.HOUR_SIZES, units.built, units.hours.__contains__, unit=1
+            )
+        return replace(self, chosen=tuple(chosen))
+
+    def _uncovered(self, column: str, day: bool) -> tuple[str, list[object]]:
+        """`column` is outside the chosen spans of days (`day`) or of hours."""
+        chosen = [s for s in self.chosen if spans.is_day_span(s) == day]
+        if not chosen:
+            return "1 = 1", []
+        per = spans.HOURS_PER_DAY if day else 1
+        ranges = " OR ".join([f"{column} BETWEEN ? AND ?"] * len(chosen))
+        return f"NOT ({ranges})", [v // per for span in chosen for v in span]
+
     def rolled_hours(self, keys: str, key_args: list[object]) -> tuple[str, list[object]]:
-        """The condition on report_hours rows for the whole, clean hours."""
+        """The condition on report_hours rows for the whole, clean hours outside spans."""
         if not self.hours:
             return "1 = 0", []
-        spans = " OR ".join(["hour BETWEEN ? AND ?"] * len(self.hours))
-        where = [keys, f"({spans})", "hour NOT IN (SELECT hour FROM report_dirty_hours)"]
-        return " AND ".join(where), [*key_args, *(h for span in self.hours for h in span)]
+        ranges = " OR ".join(["hour BETWEEN ? AND ?"] * len(self.hours))
+        outside, outside_args = self._uncovered("hour", day=False)
+        where = [
+            keys, f"({ranges})", "hour NOT IN (SELECT hour FROM report_dirty_hours)", outside
+        ]  # fmt: skip
+        return " AND ".join(where), [
+            *key_args, *(h for span in self.hours for h in span), *outside_args
+        ]  # fmt: skip
+
+    def rolled_days(self, keys: str, key_args: list[object]) -> tuple[str, list[object]]:
+        """The condition on report_days rows for the whole, clean days outside spans."""
+        where, args = self.rolled(keys, key_args)
+        outside, outside_args = self._uncovered("day", day=True)
+        return f"{where} AND {outside}", [*args, *outside_args]
+
+    def rolled_spans(self, keys: str, key_args: list[object]) -> tuple[str, list[object]]:
+        """The condition on report_spans rows for the chosen spans."""
+        if not self.chosen:
+            return "1 = 0", []
+        chosen = " OR ".join(["(lo = ? AND hi = ?)"] * len(self.chosen))
+        return f"{keys} AND ({chosen})", [*key_args, *(v for span in self.chosen for v in span)]
 
     def minus_rows(
         self, columns: str, keys: str, key_args: list[object]
@@ -398,6 +462,8 @@ seg AS NOT MATERIALIZED (
     SELECT day * {day_ns}, {columns}, {episode_columns} FROM report_days WHERE {rolled}
     UNION ALL
     SELECT hour * {hour_ns}, {columns}, {no_episodes} FROM report_hours WHERE {rolled_hours}
+    UNION ALL
+    SELECT lo * {hour_ns}, {columns}, {episode_columns} FROM report_spans WHERE {rolled_spans}
 ), o AS NOT MATERIALIZED (
     SELECT {columns}, {episode_columns},
            lag(last_status) OVER (PARTITION BY key_id ORDER BY start) AS prev_last
@@ -506,8 +572,9 @@ def _by_key(
     raw, raw_args = by_hours.raw_rows(
         "id, alertname, namespace, status, first_seen, notify_count", keys.raw, keys.args
     )
-    rolled, rolled_args = by_hours.rolled(keys.rolled, keys.args)
+    rolled, rolled_args = by_hours.rolled_days(keys.rolled, keys.args)
     hours, hours_args = by_hours.rolled_hours(keys.rolled, keys.args)
+    spanned, spanned_args = by_hours.rolled_spans(keys.rolled, keys.args)
     episode_raw, episode_raw_args = window.raw_rows(
         "fingerprint, starts_at, alertname, status, ends_at", keys.raw, keys.args
     )
@@ -519,6 +586,7 @@ def _by_key(
         raw_columns=_RAW_SEGMENT_COLUMNS,
         rolled=rolled,
         rolled_hours=hours,
+        rolled_spans=spanned,
         day_ns=_NS_PER_DAY,
         hour_ns=_NS_PER_HOUR,
         episode_columns=_EPISODE_COLUMNS,
@@ -531,7 +599,8 @@ def _by_key(
         valid_end=VALID_END,
     )
     params = [
-        *raw_args, *rolled_args, *hours_args, *episode_raw_args, *multi_args, QUICK_RESOLUTION_NS,
+        *raw_args, *rolled_args, *hours_args, *spanned_args, *episode_raw_args, *multi_args,
+        QUICK_RESOLUTION_NS,
         query.top, query.min_flap, query.top, query.top, query.top,
     ]  # fmt: skip
     total_events = unique_alerts = 0
@@ -604,13 +673,12 @@ _V2_ROLLED_STATUS = (
 )
 
 
-def _v2(
-    db: Db, query: ReportQuery, keys: _Keys, dirty: set[int], dirty_hours: set[int]
-) -> ReportV2:
+def _v2(db: Db, query: ReportQuery, keys: _Keys, units: _Units) -> ReportV2:
     """v2's counts per key over the rows first seen in the last `days` days (key filters hold)."""
     assert query.days is not None
     since = query.now - query.days * _NS_PER_DAY
-    window = _Split.of(since, query.now, dirty, counts=True).with_hours(dirty_hours)
+    window = _Split.of(since, query.now, units.days, counts=True)
+    window = window.with_hours(units.hours).with_spans(units)
     raw, raw_args = window.raw_rows("alertname, namespace, status", keys.raw, keys.args)
     minus, minus_args = window.minus_rows("alertname, namespace, status", keys.raw, keys.args)
     key = _GROUP_KEYS.get(query.group_by, "'all'")
@@ -618,8 +686,9 @@ def _v2(
     rolled_parts: list[str] = []
     rolled_args: list[object] = []
     for table, (where, args) in (
-        ("report_days", window.rolled(keys.rolled, keys.args)),
+        ("report_days", window.rolled_days(keys.rolled, keys.args)),
         ("report_hours", window.rolled_hours(keys.rolled, keys.args)),
+        ("report_spans", window.rolled_spans(keys.rolled, keys.args)),
     ):
         rolled_parts.append(template.format(key=key, table=table, where=where))
         rolled_args += [*args, *args] if query.group_by == "status" else args

@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -46,6 +47,7 @@ from functools import partial
 
 import trio
 
+from alert_history.storage import report_spans as spans
 from alert_history.storage.base import Storage
 from alert_history.storage.executor import Db, Dialect, Row
 
@@ -353,6 +355,10 @@ def store(db: Db, computed: Computed) -> bool:
     `Storage.write`: a few statements (usually a few rows; a whole day's a few thousand)."""
     day = computed.table == "report_days"
     dirty, unit = ("report_dirty", "day") if day else ("report_dirty_hours", "hour")
+    if db.dialect == "postgres":
+        # first, as the notifications' trigger: a span being built is finished (and seen by
+        # `spans.drop` below) or waits for this transaction (report_spans.py)
+        db.execute("LOCK TABLE report_spans IN ROW EXCLUSIVE MODE")
     # on PostgreSQL the row lock waits for a writer that changed the day but has not committed
     # yet (its `gen` is then new); a writer that comes after waits for this transaction
     lock = " FOR UPDATE" if db.dialect == "postgres" else ""
@@ -370,6 +376,10 @@ def store(db: Db, computed: Computed) -> bool:
         _delete(db, "report_multi", _MULTI_COLUMNS, computed.stale_multi)
         _insert(db, "report_multi", _MULTI_COLUMNS, computed.multi)
     db.execute(f"DELETE FROM {dirty} WHERE {unit} = ?", [computed.key])
+    if day:
+        spans.drop(db, spans.holding_day(computed.key))
+    else:
+        spans.drop(db, spans.holding_hour(computed.key))
     return True
 
 
@@ -387,11 +397,17 @@ async def refresh_hour(storage: Storage, hour: int) -> bool:
 
 
 async def refresh_all(
-    storage: Storage, *, skip_day: int | None = None, pause: float = 0.05, attempts: int = 3
+    storage: Storage,
+    *,
+    skip_day: int | None = None,
+    pause: float = 0.05,
+    attempts: int = 3,
+    now_ns: int | None = None,
 ) -> int:
     """Refresh every dirty hour, then every dirty day but `skip_day` (oldest first; each up to
-    `attempts` times while writes keep dirtying it); return how many days were refreshed. The
-    writer is held only for each store."""
+    `attempts` times while writes keep dirtying it), then build the missing spans of the hours
+    and days finished by `now_ns` (default: the wall clock); return how many days were
+    refreshed. The writer is held only for each store and each span."""
     hours = await storage.read(lambda db: db.fetchall("SELECT hour FROM report_dirty_hours"))
     for (hour,) in sorted(hours):
         for _ in range(attempts):
@@ -407,4 +423,5 @@ async def refresh_all(
                 total += 1
                 break
         await trio.sleep(pause)
+    await spans.build_all(storage, time.time_ns() if now_ns is None else now_ns)
     return total
