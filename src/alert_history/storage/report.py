@@ -364,33 +364,60 @@ class _Split:
             )
         return replace(self, chosen=tuple(chosen))
 
-    def _uncovered(self, column: str, day: bool) -> tuple[str, list[object]]:
-        """`column` is outside the chosen spans of days (`day`) or of hours."""
-        chosen = [s for s in self.chosen if spans.is_day_span(s) == day]
-        if not chosen:
-            return "1 = 1", []
+    def _outside(
+        self, ranges: list[tuple[int, int | None]], day: bool
+    ) -> list[tuple[int, int | None]]:
+        """`ranges` (inclusive, sorted, disjoint; None: unbounded) less the chosen spans of days
+        (`day`) or of hours, in days or hours."""
         per = spans.HOURS_PER_DAY if day else 1
-        ranges = " OR ".join([f"{column} BETWEEN ? AND ?"] * len(chosen))
-        return f"NOT ({ranges})", [v // per for span in chosen for v in span]
+        covered = sorted(
+            (lo // per, hi // per) for lo, hi in self.chosen if spans.is_day_span((lo, hi)) == day
+        )
+        out: list[tuple[int, int | None]] = []
+        for first, last in ranges:
+            start: int | None = first
+            for lo, hi in covered:
+                if start is None or (last is not None and lo > last) or hi < start:
+                    continue
+                if lo > start:
+                    out.append((start, lo - 1))
+                start = hi + 1 if last is None or hi < last else None
+            if start is not None:
+                out.append((start, last))
+        return out
+
+    @staticmethod
+    def _between(column: str, ranges: list[tuple[int, int | None]]) -> tuple[str, list[object]]:
+        parts: list[str] = []
+        args: list[object] = []
+        for first, last in ranges:
+            if last is None:
+                parts.append(f"{column} >= ?")
+                args.append(first)
+            else:
+                parts.append(f"{column} BETWEEN ? AND ?")
+                args += [first, last]
+        return "(" + " OR ".join(parts) + ")", args
 
     def rolled_hours(self, keys: str, key_args: list[object]) -> tuple[str, list[object]]:
         """The condition on report_hours rows for the whole, clean hours outside spans."""
-        if not self.hours:
+        ranges = self._outside([(lo, hi) for lo, hi in self.hours], day=False)
+        if not ranges:
             return "1 = 0", []
-        ranges = " OR ".join(["hour BETWEEN ? AND ?"] * len(self.hours))
-        outside, outside_args = self._uncovered("hour", day=False)
-        where = [
-            keys, f"({ranges})", "hour NOT IN (SELECT hour FROM report_dirty_hours)", outside
-        ]  # fmt: skip
-        return " AND ".join(where), [
-            *key_args, *(h for span in self.hours for h in span), *outside_args
-        ]  # fmt: skip
+        between, args = self._between("hour", ranges)
+        where = [keys, between, "hour NOT IN (SELECT hour FROM report_dirty_hours)"]
+        return " AND ".join(where), [*key_args, *args]
 
     def rolled_days(self, keys: str, key_args: list[object]) -> tuple[str, list[object]]:
         """The condition on report_days rows for the whole, clean days outside spans."""
-        where, args = self.rolled(keys, key_args)
-        outside, outside_args = self._uncovered("day", day=True)
-        return f"{where} AND {outside}", [*args, *outside_args]
+        if not self.whole:
+            return "1 = 0", []
+        ranges = self._outside([(self.first_day, self.last_day)], day=True)
+        if not ranges:
+            return "1 = 0", []
+        between, args = self._between("day", ranges)
+        where = [keys, between, "day NOT IN (SELECT day FROM report_dirty)"]
+        return " AND ".join(where), [*key_args, *args]
 
     def rolled_spans(self, keys: str, key_args: list[object]) -> tuple[str, list[object]]:
         """The condition on report_spans rows for the chosen spans."""
@@ -437,26 +464,31 @@ _RAW_SEGMENT_COLUMNS = (
 
 # Everything in one statement: per (alertname, namespace) the totals (part 0), top_alerts (part
 # 1), flapping_alerts (part 2), the noisiest keys (part 3); the episodes (part 4) and the mean
-# time to resolve per alertname, longest first (part 5). The window's rows come as day
-# segments (the rollup's clean whole days, the rest computed from the rows the same way); a
-# key's status changes are those within its segments plus those between consecutive segments
-# (LAG over the segments); its first row is its first segment's (the one without a predecessor:
-# its place is built for that one only), its first change the earliest of its segments'
-# (segments are disjoint in time, so `min` over their places finds it). Rollup rows carry
-# integer key ids: the sort and the grouping run on them, the names are joined to the one row
-# per key at the end. Per episode, (fingerprint, starts_at): it is resolved when a resolved state
-# of it has an end not before its start, and it ended at the earliest such end; the rollup's
-# days hold the episodes wholly inside them (per key: count, resolved, quick, total time to
-# resolve), every other episode of the window is grouped from its rows (those read directly,
-# over `window` without hours, and those of report_multi in the rollup's days).
+# time to resolve per alertname, longest first (part 5). The window's rows come as segments
+# (the rollup's clean spans, days and hours, the rest computed from the rows the same way),
+# disjoint in time. Per key (`k`), plain sums over its segments give its rows, notifications,
+# episodes and the status changes within segments (`inner_flaps`); its first row is in the one
+# segment holding its least first_seen. The changes between consecutive segments (LAG over
+# them) are computed only for the keys that can make flapping_alerts (`fc`): a boundary adds at
+# most one change, so a key whose inner changes plus boundaries (pieces - 1) stay below the
+# `top`-th largest inner count (or below min_flap) is beaten by `top` keys or filtered out. Its
+# first change is the earliest of its segments' (segments are disjoint in time, so `min` over
+# their places finds it). Rollup rows carry integer key ids: the grouping runs on them, the
+# names are joined to the one row per key. Per episode, (fingerprint, starts_at): it is
+# resolved when a resolved state of it has an end not before its start, and it ended at the
+# earliest such end; the rollup's days hold the episodes wholly inside them (per key: count,
+# resolved, quick, total time to resolve), every other episode of the window is grouped from its
+# rows (those read directly, over `window` without hours, and those of report_multi in the
+# rollup's days).
 # The CTEs read once are NOT MATERIALIZED: SQLite (3.40) would otherwise copy each into a temporary
 # table before reading it (tens of thousands of rows, ~15 % of the statement); as co-routines
-# they stream. PostgreSQL inlines such CTEs anyway; `k` and `a`, read several times, are
-# computed once.
+# they stream. PostgreSQL inlines such CTEs anyway. Those read several times are computed once:
+# the segments (read again for the candidates: both planners would otherwise read every
+# segment again, not only the candidates'), `k`, the candidates and `a`.
 _BY_KEY = """
 WITH r AS ({raw}),
 {segments},
-seg AS NOT MATERIALIZED (
+seg AS MATERIALIZED (
     SELECT bucket * {hour_ns} AS start, {raw_columns}, {no_episodes} FROM rs
     UNION ALL
     SELECT day * {day_ns}, {columns}, {episode_columns} FROM report_days WHERE {rolled}
@@ -464,26 +496,51 @@ seg AS NOT MATERIALIZED (
     SELECT hour * {hour_ns}, {columns}, {no_episodes} FROM report_hours WHERE {rolled_hours}
     UNION ALL
     SELECT lo * {hour_ns}, {columns}, {episode_columns} FROM report_spans WHERE {rolled_spans}
-), o AS NOT MATERIALIZED (
-    SELECT {columns}, {episode_columns},
-           lag(last_status) OVER (PARTITION BY key_id ORDER BY start) AS prev_last
-    FROM seg
 ), k0 AS NOT MATERIALIZED (
     SELECT key_id, sum(events) AS events, sum(notifications) AS notifications,
-           sum(flaps + CASE WHEN first_status <> prev_last THEN 1 ELSE 0 END) AS flaps,
-           min(first_seen) AS first_seen,
-           min(CASE WHEN prev_last IS NULL THEN {first_pos} END) AS first_pos,
-           min(CASE WHEN first_status <> prev_last THEN {first_pos}
-                    WHEN flaps > 0 THEN {change_pos} END) AS change_pos,
+           sum(flaps) AS inner_flaps, count(*) AS pieces, min(first_seen) AS first_seen,
            sum(episodes) AS episodes, sum(resolved_episodes) AS resolved_episodes,
            sum(quick_episodes) AS quick_episodes, sum(resolved_ns) AS resolved_ns
-    FROM o
+    FROM seg
     GROUP BY key_id
 ), k AS MATERIALIZED (
-    SELECT n.alertname, n.namespace, k0.events, k0.notifications, k0.flaps, k0.first_seen,
-           k0.first_pos, k0.change_pos, k0.episodes, k0.resolved_episodes, k0.quick_episodes,
+    SELECT n.alertname, n.namespace, k0.key_id, k0.events, k0.notifications, k0.inner_flaps,
+           k0.pieces, k0.first_seen, k0.episodes, k0.resolved_episodes, k0.quick_episodes,
            k0.resolved_ns
     FROM k0 JOIN report_keys n ON n.id = k0.key_id
+), tc AS MATERIALIZED (
+    SELECT key_id, alertname, namespace, events, first_seen
+    FROM (SELECT key_id, alertname, namespace, events, first_seen,
+                 rank() OVER (ORDER BY events DESC, alertname {bytewise}) AS place
+          FROM k) AS t
+    WHERE place <= ?
+), tf AS NOT MATERIALIZED (
+    SELECT s.key_id, min(s.first_id) AS first_id
+    FROM seg s JOIN tc ON tc.key_id = s.key_id AND tc.first_seen = s.first_seen
+    WHERE s.key_id IN (SELECT key_id FROM tc)
+    GROUP BY s.key_id
+), fc AS MATERIALIZED (
+    SELECT key_id FROM k
+    WHERE inner_flaps + pieces - 1 >= (
+        SELECT max(t) FROM (
+            SELECT CAST(? AS bigint) AS t
+            UNION ALL
+            SELECT inner_flaps
+            FROM (SELECT inner_flaps FROM k ORDER BY inner_flaps DESC LIMIT 1 OFFSET ?) AS x
+        ) AS y
+    )
+), fo AS NOT MATERIALIZED (
+    SELECT s.key_id, s.first_seen, s.first_id, s.first_status, s.flaps, s.change_seen,
+           s.change_id,
+           lag(s.last_status) OVER (PARTITION BY s.key_id ORDER BY s.start) AS prev_last
+    FROM seg s
+    WHERE s.key_id IN (SELECT key_id FROM fc)
+), fk AS NOT MATERIALIZED (
+    SELECT key_id, sum(flaps + CASE WHEN first_status <> prev_last THEN 1 ELSE 0 END) AS flaps,
+           min(CASE WHEN first_status <> prev_last THEN {first_pos}
+                    WHEN flaps > 0 THEN {change_pos} END) AS change_pos
+    FROM fo
+    GROUP BY key_id
 ), er AS NOT MATERIALIZED ({episode_raw}),
 ex AS NOT MATERIALIZED (
     SELECT fingerprint, starts_at, alertname, status, ends_at FROM er
@@ -516,19 +573,19 @@ SELECT 0 AS part, 0 AS place, NULL AS alertname, NULL AS namespace,
        min(first_seen) AS first_seen, CAST(NULL AS double precision) AS ns
 FROM k
 UNION ALL
-SELECT 1, row_number() OVER (ORDER BY events DESC, alertname {bytewise}, first_pos),
+SELECT 1, row_number() OVER (ORDER BY events DESC, alertname {bytewise}, first_seen, first_id),
        alertname, namespace, CAST(events AS bigint), NULL, NULL, NULL
-FROM (SELECT alertname, namespace, events, first_pos
-      FROM k
-      ORDER BY events DESC, alertname {bytewise}, first_pos
+FROM (SELECT tc.alertname, tc.namespace, tc.events, tc.first_seen, tf.first_id
+      FROM tc JOIN tf ON tf.key_id = tc.key_id
+      ORDER BY tc.events DESC, tc.alertname {bytewise}, tc.first_seen, tf.first_id
       LIMIT ?) AS t
 UNION ALL
 SELECT 2, row_number() OVER (ORDER BY flaps DESC, alertname {bytewise}, change_pos),
        alertname, namespace, CAST(flaps AS bigint), NULL, NULL, NULL
-FROM (SELECT alertname, namespace, flaps, change_pos
-      FROM k
-      WHERE flaps >= ?
-      ORDER BY flaps DESC, alertname {bytewise}, change_pos
+FROM (SELECT k.alertname, k.namespace, fk.flaps, fk.change_pos
+      FROM fk JOIN k ON k.key_id = fk.key_id
+      WHERE fk.flaps >= ?
+      ORDER BY fk.flaps DESC, k.alertname {bytewise}, fk.change_pos
       LIMIT ?) AS t
 UNION ALL
 SELECT 3, row_number() OVER (ORDER BY notifications DESC, alertname {bytewise},
@@ -599,8 +656,8 @@ def _by_key(
         valid_end=VALID_END,
     )
     params = [
-        *raw_args, *rolled_args, *hours_args, *spanned_args, *episode_raw_args, *multi_args,
-        QUICK_RESOLUTION_NS,
+        *raw_args, *rolled_args, *hours_args, *spanned_args, query.top, query.min_flap,
+        query.top - 1, *episode_raw_args, *multi_args, QUICK_RESOLUTION_NS,
         query.top, query.min_flap, query.top, query.top, query.top,
     ]  # fmt: skip
     total_events = unique_alerts = 0
