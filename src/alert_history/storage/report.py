@@ -262,7 +262,7 @@ class _Split:
     #: counts only: rows to take away from the rollup's last day (the part after `until`)
     minus: tuple[tuple[int | None, int | None], ...] = ()
     #: inclusive ranges of hours read from report_hours (those not dirty), for what the days
-    #: leave out; report_hours has no episodes
+    #: leave out
     hours: tuple[tuple[int, int], ...] = ()
     #: spans read from report_spans in place of their days and hours (`with_spans`)
     chosen: tuple[spans.Span, ...] = ()
@@ -493,7 +493,7 @@ seg AS MATERIALIZED (
     UNION ALL
     SELECT day * {day_ns}, {columns}, {episode_columns} FROM report_days WHERE {rolled}
     UNION ALL
-    SELECT hour * {hour_ns}, {columns}, {no_episodes} FROM report_hours WHERE {rolled_hours}
+    SELECT hour * {hour_ns}, {columns}, {episode_columns} FROM report_hours WHERE {rolled_hours}
     UNION ALL
     SELECT lo * {hour_ns}, {columns}, {episode_columns} FROM report_spans WHERE {rolled_spans}
 ), k0 AS NOT MATERIALIZED (
@@ -547,6 +547,9 @@ ex AS NOT MATERIALIZED (
     UNION ALL
     SELECT fingerprint, starts_at, alertname, status, ends_at FROM report_multi
     WHERE {multi}
+    UNION ALL
+    SELECT fingerprint, starts_at, alertname, status, ends_at FROM report_multi_hours
+    WHERE {multi_hours}
 ), e AS NOT MATERIALIZED (
     SELECT fingerprint, starts_at, min(alertname) AS alertname,
            min(CASE WHEN {valid_end} THEN ends_at END) AS ended
@@ -632,10 +635,12 @@ def _by_key(
     rolled, rolled_args = by_hours.rolled_days(keys.rolled, keys.args)
     hours, hours_args = by_hours.rolled_hours(keys.rolled, keys.args)
     spanned, spanned_args = by_hours.rolled_spans(keys.rolled, keys.args)
-    episode_raw, episode_raw_args = window.raw_rows(
+    episode_raw, episode_raw_args = by_hours.raw_rows(
         "fingerprint, starts_at, alertname, status, ends_at", keys.raw, keys.args
     )
-    multi, multi_args = window.rolled(keys.raw, keys.args)  # report_multi has the texts
+    # report_multi(_hours) have the texts; every clean hour's and day's, spans or not
+    multi, multi_args = window.rolled(keys.raw, keys.args)
+    multi_hours, multi_hours_args = replace(by_hours, chosen=()).rolled_hours(keys.raw, keys.args)
     sql = _BY_KEY.format(
         raw=raw,
         segments=segments(db.dialect, "rs", "r", _NS_PER_HOUR),
@@ -653,11 +658,12 @@ def _by_key(
         bytewise=_BYTEWISE[db.dialect],
         episode_raw=episode_raw,
         multi=multi,
+        multi_hours=multi_hours,
         valid_end=VALID_END,
     )
     params = [
         *raw_args, *rolled_args, *hours_args, *spanned_args, query.top, query.min_flap,
-        query.top - 1, *episode_raw_args, *multi_args, QUICK_RESOLUTION_NS,
+        query.top - 1, *episode_raw_args, *multi_args, *multi_hours_args, QUICK_RESOLUTION_NS,
         query.top, query.min_flap, query.top, query.top, query.top,
     ]  # fmt: skip
     total_events = unique_alerts = 0

@@ -1,17 +1,17 @@
 """GET /report's rollup: per UTC day (and hour) and (alertname, namespace), what a report needs.
 
-Tables (migrations 0006, 0009): `report_keys` numbers every (alertname, namespace) of
+Tables (migrations 0006, 0009, 0011): `report_keys` numbers every (alertname, namespace) of
 alert_events (the triggers add new keys; the rollup rows name a key by its `key_id`, which a
 report groups and sorts much faster than two texts); `report_days` holds one row per (day, key)
 with the day's counts, notifications, first row, first and last status, the status changes
 between the day's rows of the key and the first of them, and the episodes that lie wholly in
 that day and key ("single": every row of the episode in the day and key); `report_multi` holds
-the rows of every other episode, one row each; `report_hours` holds the same as `report_days`
-per hour, without the episodes. `report_dirty` / `report_dirty_hours` name the days / hours
-whose rows are not (or no longer) what the rollup says.
+the rows of every other episode, one row each; `report_hours` and `report_multi_hours` hold the
+same per hour. `report_dirty` / `report_dirty_hours` name the days / hours whose rows are not
+(or no longer) what the rollup says.
 
-Triggers on `alert_events` mark a day dirty when one of its rows, or a row of an episode with a
-row in it, is inserted, deleted or changed, and the row's hour likewise, whatever writes it (the
+Triggers on `alert_events` mark a day and an hour dirty when one of its rows, or a row of an
+episode with a row in it, is inserted, deleted or changed, whatever writes it (the
 service's group commit, imports, retention, bulk loads, plain SQL), in the writer's own
 transaction. A repeat notification, which only adds to a row's notify_count, is added to the
 day's and hour's rows instead, so old days stay clean while their alerts keep firing.
@@ -19,9 +19,9 @@ day's and hour's rows instead, so old days stay clean while their alerts keep fi
 `refresh_all` / `refresh_day` / `refresh_hour` recompute dirty days / hours from their rows (the
 `rollup` actor runs them: every dirty hour and day each round, today's day at most every 5
 minutes). A report reads whole clean days from `report_days`, the whole clean hours of
-the rest from `report_hours` (not for episodes), and every other row of its window (partial
-hours, dirty hours and days) from `alert_events`, so its numbers never depend on how fresh the
-rollup is, only its speed does.
+the rest from `report_hours`, and every other row of its window (partial hours, dirty hours and
+days) from `alert_events`, so its numbers never depend on how fresh the rollup is, only its
+speed does.
 
 A refresh stays out of ingest's way: it computes a day (seconds for a busy one) with plain reads
 (a SQLite reader connection, no PostgreSQL lock) and then stores the result in a short write
@@ -137,13 +137,16 @@ def segments(dialect: Dialect, name: str, src: str, bucket_ns: int = NS_PER_DAY)
 )"""
 
 
-_DAY_ROWS = f"""
+def _unit_rows(bucket_ns: int) -> str:
+    """The rows of one day or hour (`bucket_ns`), each with `multi`: whether its episode has a
+    row in another bucket or key."""
+    return f"""
 SELECT id, fingerprint, starts_at, ends_at, alertname, namespace, status, first_seen,
        notify_count,
        CASE WHEN EXISTS (
            SELECT 1 FROM alert_events s
            WHERE s.fingerprint = e.fingerprint AND s.starts_at = e.starts_at
-             AND (s.first_seen / {NS_PER_DAY} <> e.first_seen / {NS_PER_DAY}
+             AND (s.first_seen / {bucket_ns} <> e.first_seen / {bucket_ns}
                   OR s.alertname <> e.alertname
                   OR s.namespace IS NULL AND e.namespace IS NOT NULL
                   OR s.namespace IS NOT NULL AND e.namespace IS NULL
@@ -159,17 +162,16 @@ _DAY_COLUMNS = (
     " first_status, last_status, flaps, change_seen, change_id, episodes, resolved_episodes,"
     " quick_episodes, resolved_ns"
 )
+_HOUR_COLUMNS = "hour" + _DAY_COLUMNS.removeprefix("day")
 _MULTI_COLUMNS = "day, fingerprint, starts_at, alertname, namespace, status, ends_at"
-_HOUR_COLUMNS = (
-    "hour, key_id, events, firing, resolved, notifications, first_seen, first_id,"
-    " first_status, last_status, flaps, change_seen, change_id"
-)
+_MULTI_HOUR_COLUMNS = "hour" + _MULTI_COLUMNS.removeprefix("day")
 
 
-def _day_rows(dialect: Dialect) -> str:
+def _rollup_rows(dialect: Dialect, bucket_ns: int) -> str:
+    """A day's or hour's rollup rows: per key its segment and the episodes wholly inside."""
     return f"""
-WITH d AS MATERIALIZED ({_DAY_ROWS}),
-{segments(dialect, "seg", "d")},
+WITH d AS MATERIALIZED ({_unit_rows(bucket_ns)}),
+{segments(dialect, "seg", "d", bucket_ns)},
 single AS (
     SELECT alertname, namespace, starts_at,
            min(CASE WHEN {VALID_END} THEN ends_at END) AS ended
@@ -193,23 +195,12 @@ FROM seg LEFT JOIN eps ON {same_key(dialect, "eps", "seg")}
 """
 
 
-_MULTI_ROWS = f"""
-SELECT first_seen / {NS_PER_DAY}, fingerprint, starts_at, alertname, namespace, status, ends_at
-FROM ({_DAY_ROWS}) AS d
-WHERE multi = 1
-"""
-
-
-def _hour_rows(dialect: Dialect) -> str:
+def _multi_rows(bucket_ns: int) -> str:
+    """The rows of a day or hour whose episodes are not wholly inside it."""
     return f"""
-WITH h AS (
-    SELECT id, alertname, namespace, status, first_seen, notify_count FROM alert_events
-    WHERE first_seen >= ? AND first_seen < ?
-),
-{segments(dialect, "seg", "h", NS_PER_HOUR)}
-SELECT bucket, key_id, events, firing, resolved, notifications, first_seen,
-       first_id, first_status, last_status, flaps, change_seen, change_id
-FROM seg
+SELECT first_seen / {bucket_ns}, fingerprint, starts_at, alertname, namespace, status, ends_at
+FROM ({_unit_rows(bucket_ns)}) AS d
+WHERE multi = 1
 """
 
 
@@ -237,7 +228,7 @@ class Computed:
     rows: list[Row]  # every row of the day (hour) if `replace_all`, else the new or changed
     stale: list[Row]  # the (day, key_id) of rows to delete (not `replace_all`)
     replace_all: bool
-    multi: list[Row]  # report_multi rows of a day likewise
+    multi: list[Row]  # report_multi(_hours) rows likewise
     stale_multi: list[Row]
     replace_multi: bool
 
@@ -265,32 +256,38 @@ def _changes(old: list[Row], new: list[Row], width: int) -> tuple[list[Row], lis
 def compute_day(db: Db, day: int) -> Computed | None:
     """The changes to the rollup rows of `day` if it is dirty (None if not); reads only, run it
     through `Storage.read`."""
-    row = db.fetchone("SELECT gen FROM report_dirty WHERE day = ?", [day])
-    if row is None:
-        return None
-    lo, hi = day * NS_PER_DAY, (day + 1) * NS_PER_DAY
-    rows = db.fetchall(_day_rows(db.dialect), [lo, hi])
-    old = db.fetchall(f"SELECT {_DAY_COLUMNS} FROM report_days WHERE day = ?", [day])
-    multi = db.fetchall(_MULTI_ROWS, [lo, hi])
-    old_multi = db.fetchall(f"SELECT {_MULTI_COLUMNS} FROM report_multi WHERE day = ?", [day])
-    rows, stale, replace_all = _changes(_plain(old), _plain(rows), 2)
-    multi, stale_multi, replace_multi = _changes(_plain(old_multi), _plain(multi), 7)
-    return Computed(
-        "report_days", day, int(row[0]), rows, stale, replace_all, multi, stale_multi,
-        replace_multi,
-    )  # fmt: skip
+    return _compute(db, day, hours=False)
 
 
 def compute_hour(db: Db, hour: int) -> Computed | None:
     """The changes to the rollup rows of `hour` if it is dirty (None if not); reads only."""
-    row = db.fetchone("SELECT gen FROM report_dirty_hours WHERE hour = ?", [hour])
+    return _compute(db, hour, hours=True)
+
+
+def _compute(db: Db, unit: int, *, hours: bool) -> Computed | None:
+    if hours:
+        dirty, name, table, columns = "report_dirty_hours", "hour", "report_hours", _HOUR_COLUMNS
+        multi_table, multi_columns, bucket_ns = (
+            "report_multi_hours",
+            _MULTI_HOUR_COLUMNS,
+            NS_PER_HOUR,
+        )
+    else:
+        dirty, name, table, columns = "report_dirty", "day", "report_days", _DAY_COLUMNS
+        multi_table, multi_columns, bucket_ns = "report_multi", _MULTI_COLUMNS, NS_PER_DAY
+    row = db.fetchone(f"SELECT gen FROM {dirty} WHERE {name} = ?", [unit])
     if row is None:
         return None
-    lo, hi = hour * NS_PER_HOUR, (hour + 1) * NS_PER_HOUR
-    rows = db.fetchall(_hour_rows(db.dialect), [lo, hi])
-    old = db.fetchall(f"SELECT {_HOUR_COLUMNS} FROM report_hours WHERE hour = ?", [hour])
+    lo, hi = unit * bucket_ns, (unit + 1) * bucket_ns
+    rows = db.fetchall(_rollup_rows(db.dialect, bucket_ns), [lo, hi])
+    old = db.fetchall(f"SELECT {columns} FROM {table} WHERE {name} = ?", [unit])
+    multi = db.fetchall(_multi_rows(bucket_ns), [lo, hi])
+    old_multi = db.fetchall(f"SELECT {multi_columns} FROM {multi_table} WHERE {name} = ?", [unit])
     rows, stale, replace_all = _changes(_plain(old), _plain(rows), 2)
-    return Computed("report_hours", hour, int(row[0]), rows, stale, replace_all, [], [], False)
+    multi, stale_multi, replace_multi = _changes(_plain(old_multi), _plain(multi), 7)
+    return Computed(
+        table, unit, int(row[0]), rows, stale, replace_all, multi, stale_multi, replace_multi,
+    )  # fmt: skip
 
 
 # PostgreSQL's types of the rollup columns (report_days' first 13 are report_hours')
@@ -298,8 +295,9 @@ _PG_TYPES = {
     "report_days": ["bigint", "integer", *["bigint"] * 4, "bigint", "bigint", "text", "text",
                     *["bigint"] * 3, *["bigint"] * 3, "double precision"],
     "report_hours": ["bigint", "integer", *["bigint"] * 4, "bigint", "bigint", "text", "text",
-                     *["bigint"] * 3],
+                     *["bigint"] * 3, *["bigint"] * 3, "double precision"],
     "report_multi": ["bigint", "text", "bigint", "text", "text", "text", "bigint"],
+    "report_multi_hours": ["bigint", "text", "bigint", "text", "text", "text", "bigint"],
 }  # fmt: skip
 
 
@@ -370,11 +368,12 @@ def store(db: Db, computed: Computed) -> bool:
         db.execute(f"DELETE FROM {computed.table} WHERE {unit} = ?", [computed.key])
     _delete(db, computed.table, f"{unit}, key_id", computed.stale)
     _insert(db, computed.table, columns, computed.rows)
-    if day:
-        if computed.replace_multi:
-            db.execute("DELETE FROM report_multi WHERE day = ?", [computed.key])
-        _delete(db, "report_multi", _MULTI_COLUMNS, computed.stale_multi)
-        _insert(db, "report_multi", _MULTI_COLUMNS, computed.multi)
+    multi_table = "report_multi" if day else "report_multi_hours"
+    multi_columns = _MULTI_COLUMNS if day else _MULTI_HOUR_COLUMNS
+    if computed.replace_multi:
+        db.execute(f"DELETE FROM {multi_table} WHERE {unit} = ?", [computed.key])
+    _delete(db, multi_table, multi_columns, computed.stale_multi)
+    _insert(db, multi_table, multi_columns, computed.multi)
     db.execute(f"DELETE FROM {dirty} WHERE {unit} = ?", [computed.key])
     if day:
         spans.drop(db, spans.holding_day(computed.key))

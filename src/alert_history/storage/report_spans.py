@@ -3,9 +3,10 @@
 A week's report would otherwise read one rollup row per key for every day and hour of its
 window (~47,000 rows at 1,000,000 events). A span holds, per key, what report_days holds for a
 run of units: 2, 4, 8 or 16 hours from the start of a UTC day (made of two hours or two smaller
-spans; no episodes, as report_hours), or 2, 4, 8, 16 or 32 days aligned on the day number (made
-of two days or two smaller spans; the episodes wholly inside one of its days). A span is named
-by its first and last hour, `lo` and `hi`, both inclusive (migration 0010).
+spans), or 2, 4, 8, 16 or 32 days aligned on the day number (made of two days or two smaller
+spans), with the episodes wholly inside one of its hours or days (report_multi_hours and
+report_multi hold the others' rows). A span is named by its first and last hour, `lo` and `hi`,
+both inclusive (migrations 0010, 0011).
 
 * `build` merges a span's two halves, per key: the counts add up, the first row is the left
   half's, the last status the right half's, and the status changes are both halves' plus one
@@ -30,7 +31,7 @@ from functools import partial
 import trio
 
 from alert_history.storage.base import Storage
-from alert_history.storage.executor import Db, Dialect
+from alert_history.storage.executor import Db
 
 HOURS_PER_DAY = 24
 _NS_PER_HOUR = 3_600 * 1_000_000_000
@@ -80,15 +81,14 @@ def _is_unit(span: Span) -> bool:
     return span[1] - span[0] + 1 in (1, HOURS_PER_DAY)
 
 
-def _half(part: Span, alias: str) -> tuple[str, str, list[object], bool]:
-    """For one half: its table, the condition on it (as `alias`), its arguments and whether it
-    has episodes (an hour's rows have none)."""
+def _half(part: Span, alias: str) -> tuple[str, str, list[object]]:
+    """For one half: its table, the condition on it (as `alias`) and its arguments."""
     lo, hi = part
     if hi == lo:
-        return "report_hours", f"{alias}.hour = ?", [lo], False
+        return "report_hours", f"{alias}.hour = ?", [lo]
     if hi - lo + 1 == HOURS_PER_DAY:
-        return "report_days", f"{alias}.day = ?", [lo // HOURS_PER_DAY], True
-    return "report_spans", f"{alias}.lo = ? AND {alias}.hi = ?", [lo, hi], True
+        return "report_days", f"{alias}.day = ?", [lo // HOURS_PER_DAY]
+    return "report_spans", f"{alias}.lo = ? AND {alias}.hi = ?", [lo, hi]
 
 
 # Per key of either half, the halves merged (the left's rows come first); each half is read
@@ -112,35 +112,25 @@ SELECT ?, ?, k.key_id,
        CASE WHEN l.change_seen IS NOT NULL THEN l.change_id
             WHEN l.last_status <> r.first_status THEN r.first_id
             ELSE r.change_id END,
-       {episodes}
+       coalesce(l.episodes, 0) + coalesce(r.episodes, 0),
+       coalesce(l.resolved_episodes, 0) + coalesce(r.resolved_episodes, 0),
+       coalesce(l.quick_episodes, 0) + coalesce(r.quick_episodes, 0),
+       coalesce(l.resolved_ns, 0) + coalesce(r.resolved_ns, 0)
 FROM (SELECT key_id FROM {left} AS l WHERE {left_where}
       UNION SELECT key_id FROM {right} AS r WHERE {right_where}) AS k
 LEFT JOIN {left} AS l ON {left_where} AND l.key_id = k.key_id
 LEFT JOIN {right} AS r ON {right_where} AND r.key_id = k.key_id
 """
-_EPISODES = ("episodes", "resolved_episodes", "quick_episodes", "resolved_ns")
 
 
-def _merge(dialect: Dialect, span: Span) -> tuple[str, list[object]]:
+def _merge(span: Span) -> tuple[str, list[object]]:
     """The INSERT of `span`'s rows from its halves, with its arguments."""
     left, right = halves(span)
-    left_table, left_where, left_args, left_episodes = _half(left, "l")
-    right_table, right_where, right_args, right_episodes = _half(right, "r")
-    zero = {"sqlite": "0.0", "postgres": "CAST(0 AS double precision)"}[dialect]
-    episodes = ",\n       ".join(
-        " + ".join(
-            [
-                f"coalesce({alias}.{column}, 0)"
-                for alias, has in (("l", left_episodes), ("r", right_episodes))
-                if has
-            ]
-            or [zero if column == "resolved_ns" else "0"]
-        )
-        for column in _EPISODES
-    )
+    left_table, left_where, left_args = _half(left, "l")
+    right_table, right_where, right_args = _half(right, "r")
     sql = _MERGE.format(
-        columns=_COLUMNS, episodes=episodes, left=left_table, right=right_table,
-        left_where=left_where, right_where=right_where,
+        columns=_COLUMNS, left=left_table, right=right_table, left_where=left_where,
+        right_where=right_where,
     )  # fmt: skip
     return sql, [*span, *left_args, *right_args, *left_args, *right_args]
 
@@ -169,7 +159,7 @@ def build(db: Db, span: Span) -> bool:
     left, right = halves(span)
     if not all(_is_unit(half) or _built(db, half) for half in (left, right)):
         return False
-    db.execute(*_merge(db.dialect, span))
+    db.execute(*_merge(span))
     db.execute("INSERT INTO report_spans_built (lo, hi) VALUES (?, ?)", list(span))
     return True
 
