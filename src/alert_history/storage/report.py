@@ -144,8 +144,26 @@ def build_report(db: Db, query: ReportQuery) -> Report:
         keys = _key_filters(query)
         window = _Split.of(query.since, query.until, dirty)
         by_hours = window.with_hours(dirty_hours).with_spans(units)
-        v1, flapping, noisiest, first_seen, eps = _by_key(db, query, keys, window, by_hours)
-        v2 = None if query.days is None else _v2(db, query, keys, units)
+        by_key = _by_key(db, query, keys, window, by_hours)
+        v1, flapping, noisiest, first_seen, eps = (
+            by_key.v1,
+            by_key.flapping,
+            by_key.noisiest,
+            by_key.first_seen,
+            by_key.episodes,
+        )
+        v2: ReportV2 | None = None
+        if by_key.v2 is not None:
+            assert query.days is not None
+            data = dict(sorted(by_key.v2.items(), key=lambda item: item[0].encode()))
+            v2 = ReportV2(
+                period_days=query.days,
+                group_by=query.group_by,
+                data=data,
+                total_alerts=sum(group["count"] for group in data.values()),
+            )
+        elif query.days is not None:
+            v2 = _v2(db, query, keys, units)
     start = query.since if query.since is not None else first_seen
     end = query.now if query.until is None else min(query.until, query.now)
     hours = None if start is None or end <= start else (end - start) / _NS_PER_HOUR
@@ -451,13 +469,14 @@ _NO_EPISODES: dict[Dialect, str] = {
     "CAST(0 AS double precision) AS resolved_ns",
 }
 _SEGMENT_COLUMNS = (
-    "key_id, events, notifications, first_seen, first_id, first_status, last_status, flaps, "
-    "change_seen, change_id"
+    "key_id, events, firing, resolved, notifications, first_seen, first_id, first_status,"
+    " last_status, flaps, change_seen, change_id"
 )
 # the rows' own segments as the rollup's types (integer counts: PostgreSQL sums those as bigint,
 # bigints as numeric)
 _RAW_SEGMENT_COLUMNS = (
-    "key_id, CAST(events AS integer) AS events, CAST(notifications AS integer) AS notifications,"
+    "key_id, CAST(events AS integer) AS events, CAST(firing AS integer) AS firing,"
+    " CAST(resolved AS integer) AS resolved, CAST(notifications AS integer) AS notifications,"
     " first_seen, first_id, first_status, last_status, CAST(flaps AS integer) AS flaps,"
     " change_seen, change_id"
 )
@@ -497,14 +516,16 @@ seg AS MATERIALIZED (
     UNION ALL
     SELECT lo * {hour_ns}, {columns}, {episode_columns} FROM report_spans WHERE {rolled_spans}
 ), k0 AS NOT MATERIALIZED (
-    SELECT key_id, sum(events) AS events, sum(notifications) AS notifications,
+    SELECT key_id, sum(events) AS events, sum(firing) AS firing, sum(resolved) AS resolved,
+           sum(notifications) AS notifications,
            sum(flaps) AS inner_flaps, count(*) AS pieces, min(first_seen) AS first_seen,
            sum(episodes) AS episodes, sum(resolved_episodes) AS resolved_episodes,
            sum(quick_episodes) AS quick_episodes, sum(resolved_ns) AS resolved_ns
     FROM seg
     GROUP BY key_id
 ), k AS MATERIALIZED (
-    SELECT n.alertname, n.namespace, k0.key_id, k0.events, k0.notifications, k0.inner_flaps,
+    SELECT n.alertname, n.namespace, k0.key_id, k0.events, k0.firing, k0.resolved,
+           k0.notifications, k0.inner_flaps,
            k0.pieces, k0.first_seen, k0.episodes, k0.resolved_episodes, k0.quick_episodes,
            k0.resolved_ns
     FROM k0 JOIN report_keys n ON n.id = k0.key_id
@@ -611,9 +632,57 @@ FROM (SELECT alertname, resolved,
                           alertname {bytewise}) AS place
       FROM a
       WHERE resolved > 0) AS t
-WHERE place <= ?
+WHERE place <= ?{v2_part}
 ORDER BY 1, 2
 """
+
+# v2's counts from the per-key sums over v1's window (part 6), corrected by the rows between
+# the two windows (`corrections`: alertname, namespace, status and +1 or -1 each)
+_V2_PART = """
+UNION ALL
+SELECT 6, row_number() OVER (ORDER BY key {bytewise}), key, NULL, CAST(sum(n) AS bigint),
+       CAST(sum(firing) AS bigint), CAST(sum(resolved) AS bigint), NULL
+FROM (
+    {from_keys}
+    UNION ALL
+    SELECT {raw_key}, sign, CASE WHEN status = 'firing' THEN sign ELSE 0 END,
+           CASE WHEN status = 'resolved' THEN sign ELSE 0 END
+    FROM ({corrections}) AS c
+) AS v
+GROUP BY key
+HAVING sum(n) > 0"""
+_V2_FROM_KEYS = "SELECT {key} AS key, events AS n, firing, resolved FROM k"
+_V2_FROM_KEYS_STATUS = (
+    "SELECT 'firing' AS key, firing AS n, firing, 0 AS resolved FROM k WHERE firing > 0"
+    " UNION ALL SELECT 'resolved', resolved, 0, resolved FROM k WHERE resolved > 0"
+)
+
+#: v2 comes from v1's window when the two differ by at most this at either end (ns): a client
+#: asking for both over the same days; the rows in between are read on their own
+_V2_FOLD_NS = _NS_PER_HOUR
+
+
+def _v2_corrections(query: ReportQuery) -> list[tuple[int, int | None, int]] | None:
+    """The `first_seen` ranges (inclusive) to add (+1) to or take (-1) from the counts of v1's
+    window to make v2's, or None when they differ by more than `_V2_FOLD_NS` at an end."""
+    if query.days is None or query.since is None:
+        return None
+    since, until = query.since, query.until
+    start, end = query.now - query.days * _NS_PER_DAY, query.now
+    ranges: list[tuple[int, int | None, int]] = []
+    if abs(since - start) > _V2_FOLD_NS:
+        return None
+    if since < start:
+        ranges.append((since, start - 1, -1))
+    elif since > start:
+        ranges.append((start, since - 1, 1))
+    if until is None or until > end:
+        ranges.append((end + 1, until, -1))
+    elif until < end:
+        if end - until > _V2_FOLD_NS:
+            return None
+        ranges.append((until + 1, end, 1))
+    return ranges
 
 
 @dataclass(frozen=True, slots=True)
@@ -624,9 +693,17 @@ class _Episodes:
     mttr: list[Mttr]
 
 
-def _by_key(
-    db: Db, query: ReportQuery, keys: _Keys, window: _Split, by_hours: _Split
-) -> tuple[ReportV1, list[FlapScore], list[Noisy], int | None, _Episodes]:
+@dataclass(frozen=True, slots=True)
+class _ByKey:
+    v1: ReportV1
+    flapping: list[FlapScore]
+    noisiest: list[Noisy]
+    first_seen: int | None
+    episodes: _Episodes
+    v2: dict[str, GroupCounts] | None  # when it came from v1's window (part 6)
+
+
+def _by_key(db: Db, query: ReportQuery, keys: _Keys, window: _Split, by_hours: _Split) -> _ByKey:
     """The v1 numbers and the summary's over `window`: per key from its day segments
     (`by_hours`: the same days, the rest by hours), episodes from the days and the rows."""
     raw, raw_args = by_hours.raw_rows(
@@ -641,7 +718,9 @@ def _by_key(
     # report_multi(_hours) have the texts; every clean hour's and day's, spans or not
     multi, multi_args = window.rolled(keys.raw, keys.args)
     multi_hours, multi_hours_args = replace(by_hours, chosen=()).rolled_hours(keys.raw, keys.args)
+    v2_part, v2_args = _v2_part(db.dialect, query, keys)
     sql = _BY_KEY.format(
+        v2_part=v2_part,
         raw=raw,
         segments=segments(db.dialect, "rs", "r", _NS_PER_HOUR),
         columns=_SEGMENT_COLUMNS,
@@ -664,7 +743,7 @@ def _by_key(
     params = [
         *raw_args, *rolled_args, *hours_args, *spanned_args, query.top, query.min_flap,
         query.top - 1, *episode_raw_args, *multi_args, *multi_hours_args, QUICK_RESOLUTION_NS,
-        query.top, query.min_flap, query.top, query.top, query.top,
+        query.top, query.min_flap, query.top, query.top, query.top, *v2_args,
     ]  # fmt: skip
     total_events = unique_alerts = 0
     first_seen: int | None = None
@@ -672,8 +751,12 @@ def _by_key(
     flapping: list[FlapScore] = []
     noisiest: list[Noisy] = []
     episodes = _Episodes(0, 0, None, [])
+    v2: dict[str, GroupCounts] | None = None if not v2_part else {}
     for part, _place, name, ns, n, keys_n, first, total in db.fetchall(sql, params):
-        if part == 4:
+        if part == 6:
+            assert v2 is not None
+            v2[str(name)] = GroupCounts(count=int(n), firing=int(keys_n), resolved=int(first))
+        elif part == 4:
             quick, resolved = int(first), int(keys_n)
             share = None if resolved == 0 else float(quick) / resolved
             episodes = replace(episodes, episodes=int(n), resolved=resolved, share=share)
@@ -699,7 +782,38 @@ def _by_key(
             for f in flapping
         ],
     )
-    return v1, flapping, noisiest, first_seen, episodes
+    return _ByKey(v1, flapping, noisiest, first_seen, episodes, v2)
+
+
+def _v2_part(dialect: Dialect, query: ReportQuery, keys: _Keys) -> tuple[str, list[object]]:
+    """Part 6 of `_BY_KEY` (v2's counts) and its arguments, or nothing when v2 is not asked
+    for or its window is not close enough to v1's."""
+    corrections = _v2_corrections(query)
+    if corrections is None:
+        return "", []
+    key = _GROUP_KEYS.get(query.group_by, "'all'")
+    parts: list[str] = []
+    args: list[object] = []
+    for lo, hi, sign in corrections:
+        where = [keys.raw, "first_seen >= ?"]
+        args += [*keys.args, lo]
+        if hi is not None:
+            where.append("first_seen <= ?")
+            args.append(hi)
+        parts.append(
+            f"SELECT alertname, namespace, status, {sign} AS sign FROM alert_events"
+            f" WHERE {' AND '.join(where)}"
+        )
+    if not parts:
+        parts.append("SELECT alertname, namespace, status, 0 AS sign FROM alert_events WHERE 1 = 0")
+    template = _V2_FROM_KEYS_STATUS if query.group_by == "status" else _V2_FROM_KEYS
+    sql = _V2_PART.format(
+        bytewise=_BYTEWISE[dialect],
+        from_keys=template.format(key=key),
+        raw_key="status" if query.group_by == "status" else key,
+        corrections=" UNION ALL ".join(parts),
+    )
+    return sql, args
 
 
 # v2: the raw rows one by one and the rollup's days by their counts, grouped by the key.
