@@ -24,7 +24,8 @@ ON CONFLICT (hour) DO UPDATE SET gen = excluded.gen;
 DELETE FROM report_spans WHERE hi - lo < 24;
 DELETE FROM report_spans_built WHERE hi - lo < 24;
 
--- as in 0009 and 0010, the hours of every row of the episode likewise
+-- as in 0009 and 0010, the hours of every row of the episode likewise, and a repeat's added
+-- notifications computed once for its day, hour and spans
 CREATE OR REPLACE FUNCTION report_events_inserted() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     INSERT INTO report_keys (alertname, namespace)
@@ -144,20 +145,8 @@ BEGIN
         SELECT n.first_seen / 86400000000000 FROM old_rows o JOIN new_rows n ON n.id = o.id
         WHERE n.notify_count <> o.notify_count
     );
-    UPDATE report_days r SET notifications = r.notifications + d.delta
-    FROM (
-        SELECT n.first_seen / 86400000000000 AS day, k.id AS key_id,
-               sum(n.notify_count - o.notify_count) AS delta
-        FROM old_rows o JOIN new_rows n ON n.id = o.id
-        JOIN report_keys k
-          ON k.alertname = n.alertname AND k.namespace IS NOT DISTINCT FROM n.namespace
-        WHERE n.notify_count <> o.notify_count AND n.first_seen = o.first_seen
-          AND n.alertname = o.alertname AND n.namespace IS NOT DISTINCT FROM o.namespace
-        GROUP BY 1, 2
-    ) AS d
-    WHERE r.day = d.day AND r.key_id = d.key_id;
-    UPDATE report_hours r SET notifications = r.notifications + d.delta
-    FROM (
+    -- the added notifications per hour and key, then per day, hour and span holding it
+    WITH d AS MATERIALIZED (
         SELECT n.first_seen / 3600000000000 AS hour, k.id AS key_id,
                sum(n.notify_count - o.notify_count) AS delta
         FROM old_rows o JOIN new_rows n ON n.id = o.id
@@ -166,25 +155,23 @@ BEGIN
         WHERE n.notify_count <> o.notify_count AND n.first_seen = o.first_seen
           AND n.alertname = o.alertname AND n.namespace IS NOT DISTINCT FROM o.namespace
         GROUP BY 1, 2
-    ) AS d
-    WHERE r.hour = d.hour AND r.key_id = d.key_id;
-    UPDATE report_spans r SET notifications = r.notifications + d.delta
+    ), days AS (
+        UPDATE report_days r SET notifications = r.notifications + x.delta
+        FROM (SELECT hour / 24 AS day, key_id, sum(delta) AS delta FROM d GROUP BY 1, 2) AS x
+        WHERE r.day = x.day AND r.key_id = x.key_id
+    ), hours AS (
+        UPDATE report_hours r SET notifications = r.notifications + d.delta
+        FROM d
+        WHERE r.hour = d.hour AND r.key_id = d.key_id
+    )
+    UPDATE report_spans r SET notifications = r.notifications + x.delta
     FROM (
         SELECT CASE WHEN s.size < 24 THEN d.hour / 24 * 24 + d.hour % 24 / s.size * s.size
                     ELSE d.hour / s.size * s.size END AS lo,
                s.size, d.key_id, sum(d.delta) AS delta
-        FROM (
-            SELECT n.first_seen / 3600000000000 AS hour, k.id AS key_id,
-                   sum(n.notify_count - o.notify_count) AS delta
-            FROM old_rows o JOIN new_rows n ON n.id = o.id
-            JOIN report_keys k
-              ON k.alertname = n.alertname AND k.namespace IS NOT DISTINCT FROM n.namespace
-            WHERE n.notify_count <> o.notify_count AND n.first_seen = o.first_seen
-              AND n.alertname = o.alertname AND n.namespace IS NOT DISTINCT FROM o.namespace
-            GROUP BY 1, 2
-        ) AS d CROSS JOIN report_span_sizes s
+        FROM d CROSS JOIN report_span_sizes s
         GROUP BY 1, 2, 3
-    ) AS d
-    WHERE r.lo = d.lo AND r.hi = d.lo + d.size - 1 AND r.key_id = d.key_id;
+    ) AS x
+    WHERE r.lo = x.lo AND r.hi = x.lo + x.size - 1 AND r.key_id = x.key_id;
     RETURN NULL;
 END $$;
