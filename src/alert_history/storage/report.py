@@ -538,7 +538,6 @@ seg AS MATERIALIZED (
 ), tf AS NOT MATERIALIZED (
     SELECT s.key_id, min(s.first_id) AS first_id
     FROM seg s JOIN tc ON tc.key_id = s.key_id AND tc.first_seen = s.first_seen
-    WHERE s.key_id IN (SELECT key_id FROM tc)
     GROUP BY s.key_id
 ), fc AS MATERIALIZED (
     SELECT key_id FROM k

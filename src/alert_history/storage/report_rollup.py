@@ -157,12 +157,8 @@ WHERE first_seen >= ? AND first_seen < ?
 """
 
 
-_DAY_COLUMNS = (
-    "day, key_id, events, firing, resolved, notifications, first_seen, first_id,"
-    " first_status, last_status, flaps, change_seen, change_id, episodes, resolved_episodes,"
-    " quick_episodes, resolved_ns"
-)
-_HOUR_COLUMNS = "hour" + _DAY_COLUMNS.removeprefix("day")
+_DAY_COLUMNS = "day, " + spans.COLUMNS
+_HOUR_COLUMNS = "hour, " + spans.COLUMNS
 _MULTI_COLUMNS = "day, fingerprint, starts_at, alertname, namespace, status, ends_at"
 _MULTI_HOUR_COLUMNS = "hour" + _MULTI_COLUMNS.removeprefix("day")
 

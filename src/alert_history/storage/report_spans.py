@@ -42,7 +42,8 @@ SIZES = HOUR_SIZES + DAY_SIZES
 
 Span = tuple[int, int]  # (lo, hi): first and last hour, inclusive
 
-_COLUMNS = (
+#: a rollup row's columns after its day, hour or span (report_days, report_hours, report_spans)
+COLUMNS = (
     "key_id, events, firing, resolved, notifications, first_seen, first_id, first_status,"
     " last_status, flaps, change_seen, change_id, episodes, resolved_episodes, quick_episodes,"
     " resolved_ns"
@@ -129,7 +130,7 @@ def _merge(span: Span) -> tuple[str, list[object]]:
     left_table, left_where, left_args = _half(left, "l")
     right_table, right_where, right_args = _half(right, "r")
     sql = _MERGE.format(
-        columns=_COLUMNS, left=left_table, right=right_table, left_where=left_where,
+        columns=COLUMNS, left=left_table, right=right_table, left_where=left_where,
         right_where=right_where,
     )  # fmt: skip
     return sql, [*span, *left_args, *right_args, *left_args, *right_args]
