@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 import msgspec
@@ -468,3 +470,51 @@ async def test_a_starts_at_range_pages_newest_first_by_cursor_and_offset(
     assert seen == in_range
     offset = HistoryQuery(starts_from=T0 + MINUTE, alertname="A", limit=2, offset=3)
     assert [e.fingerprint for e in (await storage.history(offset)).events] == ["f3", "f2"]
+
+
+# SQLite's memory statistics (storage/sqlite_library.py) are process-wide, so each case runs in
+# a fresh interpreter: whether they can be switched off depends on what else the process holds.
+_STATISTICS_SCRIPT = """
+import sqlite3, sys, trio
+from alert_history.storage import SQLiteStorage
+from alert_history.storage.sqlite_library import statistics_counting
+
+async def main(path, other):
+    before = statistics_counting()
+    held = sqlite3.connect(other) if other else None
+    if held is not None:
+        held.execute("CREATE TABLE t (x)")
+    storage = SQLiteStorage(path)
+    await storage.open()
+    try:
+        with sqlite3.connect(path) as conn:
+            assert conn.execute("SELECT count(*) FROM alert_events").fetchone() == (0,)
+        if held is not None:  # the connection open across the storage's opening still works
+            held.execute("INSERT INTO t VALUES (1)")
+            assert held.execute("SELECT x FROM t").fetchall() == [(1,)]
+        print(before, statistics_counting())
+    finally:
+        await storage.aclose()
+
+trio.run(main, sys.argv[1], sys.argv[2])
+"""
+
+
+@pytest.mark.parametrize(
+    ("held", "expected"),
+    [(False, "True False"), (True, "True True")],
+    ids=["nothing-open", "a-connection-open"],
+)
+def test_sqlite_memory_statistics_are_off_unless_the_library_is_in_use(
+    tmp_path: Path, held: bool, expected: str
+) -> None:
+    """Opening the first SQLite storage of a process switches SQLite's memory statistics (and
+    their global mutex) off; with a connection already open elsewhere it leaves them on, and
+    that connection keeps working."""
+    other = str(tmp_path / "other.db") if held else ""
+    done = subprocess.run(
+        [sys.executable, "-c", _STATISTICS_SCRIPT, str(tmp_path / "h.db"), other],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split("\n")[-2] == expected

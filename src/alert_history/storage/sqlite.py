@@ -53,6 +53,7 @@ from alert_history.storage.sql import (
     row_to_event,
     values,
 )
+from alert_history.storage.sqlite_library import statistics_off
 
 T = TypeVar("T")
 
@@ -156,6 +157,7 @@ class SQLiteStorage:
                 os.makedirs(folder, exist_ok=True)
             except OSError as exc:
                 raise StorageUnavailable(f"cannot create {folder}: {exc}") from exc
+        statistics_off()  # before our connections: readers in parallel (sqlite_library.py)
         self._writer = self._connect()
         self._writer.execute("PRAGMA journal_mode=WAL")
         if migrate:
