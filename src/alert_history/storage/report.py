@@ -155,7 +155,7 @@ def build_report(db: Db, query: ReportQuery) -> Report:
         v2: ReportV2 | None = None
         if by_key.v2 is not None:
             assert query.days is not None
-            data = dict(sorted(by_key.v2.items(), key=lambda item: item[0].encode()))
+            data = by_key.v2  # in key order (bytewise) as part 6 numbers them
             v2 = ReportV2(
                 period_days=query.days,
                 group_by=query.group_by,
@@ -529,11 +529,21 @@ seg AS MATERIALIZED (
            k0.pieces, k0.first_seen, k0.episodes, k0.resolved_episodes, k0.quick_episodes,
            k0.resolved_ns
     FROM k0 JOIN report_keys n ON n.id = k0.key_id
+), ka AS MATERIALIZED (
+    SELECT alertname, sum(events) AS events, sum(firing) AS firing, sum(resolved) AS resolved,
+           count(*) AS n_keys, min(first_seen) AS first_seen, sum(episodes) AS episodes,
+           sum(resolved_episodes) AS resolved_episodes, sum(quick_episodes) AS quick_episodes,
+           sum(resolved_ns) AS resolved_ns
+    FROM k
+    GROUP BY alertname
 ), tc AS MATERIALIZED (
     SELECT key_id, alertname, namespace, events, first_seen
     FROM (SELECT key_id, alertname, namespace, events, first_seen,
                  rank() OVER (ORDER BY events DESC, alertname {bytewise}) AS place
-          FROM k) AS t
+          FROM k
+          WHERE events >= (
+              SELECT min(events) FROM (SELECT events FROM k ORDER BY events DESC LIMIT ?) AS x
+          )) AS t
     WHERE place <= ?
 ), tf AS NOT MATERIALIZED (
     SELECT s.key_id, min(s.first_id) AS first_id
@@ -583,7 +593,7 @@ ex AS NOT MATERIALIZED (
     GROUP BY alertname
     UNION ALL
     SELECT alertname, episodes, resolved_episodes, quick_episodes, resolved_ns
-    FROM k
+    FROM ka
     WHERE episodes > 0
 ), a AS MATERIALIZED (
     SELECT alertname, sum(episodes) AS episodes, sum(resolved) AS resolved,
@@ -592,9 +602,10 @@ ex AS NOT MATERIALIZED (
     GROUP BY alertname
 )
 SELECT 0 AS part, 0 AS place, NULL AS alertname, NULL AS namespace,
-       CAST(coalesce(sum(events), 0) AS bigint) AS n, count(*) AS n_keys,
+       CAST(coalesce(sum(events), 0) AS bigint) AS n,
+       CAST(coalesce(sum(n_keys), 0) AS bigint) AS n_keys,
        min(first_seen) AS first_seen, CAST(NULL AS double precision) AS ns
-FROM k
+FROM ka
 UNION ALL
 SELECT 1, row_number() OVER (ORDER BY events DESC, alertname {bytewise}, first_seen, first_id),
        alertname, namespace, CAST(events AS bigint), NULL, NULL, NULL
@@ -651,6 +662,7 @@ FROM (
 GROUP BY key
 HAVING sum(n) > 0"""
 _V2_FROM_KEYS = "SELECT {key} AS key, events AS n, firing, resolved FROM k"
+_V2_FROM_ALERTNAMES = "SELECT alertname AS key, events AS n, firing, resolved FROM ka"
 _V2_FROM_KEYS_STATUS = (
     "SELECT 'firing' AS key, firing AS n, firing, 0 AS resolved FROM k WHERE firing > 0"
     " UNION ALL SELECT 'resolved', resolved, 0, resolved FROM k WHERE resolved > 0"
@@ -740,7 +752,7 @@ def _by_key(db: Db, query: ReportQuery, keys: _Keys, window: _Split, by_hours: _
         valid_end=VALID_END,
     )
     params = [
-        *raw_args, *rolled_args, *hours_args, *spanned_args, query.top, query.min_flap,
+        *raw_args, *rolled_args, *hours_args, *spanned_args, query.top, query.top, query.min_flap,
         query.top - 1, *episode_raw_args, *multi_args, *multi_hours_args, QUICK_RESOLUTION_NS,
         query.top, query.min_flap, query.top, query.top, query.top, *v2_args,
     ]  # fmt: skip
@@ -805,7 +817,9 @@ def _v2_part(dialect: Dialect, query: ReportQuery, keys: _Keys) -> tuple[str, li
         )
     if not parts:
         parts.append("SELECT alertname, namespace, status, 0 AS sign FROM alert_events WHERE 1 = 0")
-    template = _V2_FROM_KEYS_STATUS if query.group_by == "status" else _V2_FROM_KEYS
+    template = {"status": _V2_FROM_KEYS_STATUS, "alertname": _V2_FROM_ALERTNAMES}.get(
+        query.group_by, _V2_FROM_KEYS
+    )
     sql = _V2_PART.format(
         bytewise=_BYTEWISE[dialect],
         from_keys=template.format(key=key),
