@@ -31,7 +31,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, replace
-from typing import TypedDict
+from typing import Any, TypedDict
 
 from alert_history.domain.flapping import FlapRow, ReportV1, TopRow
 from alert_history.storage import report_spans as spans
@@ -643,27 +643,30 @@ FROM (SELECT alertname, resolved,
       FROM a
       WHERE resolved > 0) AS t
 WHERE place <= ?{v2_part}
-ORDER BY 1, 2
 """
 
-# v2's counts from the per-key sums over v1's window (part 6), corrected by the rows between
-# the two windows (`corrections`: alertname, namespace, status and +1 or -1 each)
+# v2's counts from the per-key sums over v1's window (part 6: per alertname straight from `ka`,
+# else grouped from `k`), and the rows between the two windows grouped by the same key (part 7,
+# counted +1 or -1 each); `_by_key` adds the two up. Neither part is ordered here: the rows
+# of the statement come in no order, the caller sorts what it keeps.
 _V2_PART = """
 UNION ALL
-SELECT 6, row_number() OVER (ORDER BY key {bytewise}), key, NULL, CAST(sum(n) AS bigint),
-       CAST(sum(firing) AS bigint), CAST(sum(resolved) AS bigint), NULL
-FROM (
-    {from_keys}
-    UNION ALL
-    SELECT {raw_key}, sign, CASE WHEN status = 'firing' THEN sign ELSE 0 END,
-           CASE WHEN status = 'resolved' THEN sign ELSE 0 END
-    FROM ({corrections}) AS c
-) AS v
-GROUP BY key
-HAVING sum(n) > 0"""
-_V2_FROM_KEYS = "SELECT {key} AS key, events AS n, firing, resolved FROM k"
+SELECT 6, 0, key, NULL, CAST(n AS bigint), CAST(firing AS bigint), CAST(resolved AS bigint),
+       NULL
+FROM ({from_keys}) AS v
+UNION ALL
+SELECT 7, 0, key, NULL, CAST(sum(sign) AS bigint),
+       CAST(sum(CASE WHEN status = 'firing' THEN sign ELSE 0 END) AS bigint),
+       CAST(sum(CASE WHEN status = 'resolved' THEN sign ELSE 0 END) AS bigint), NULL
+FROM (SELECT {raw_key} AS key, status, sign FROM ({corrections}) AS c) AS w
+GROUP BY key"""
 _V2_FROM_ALERTNAMES = "SELECT alertname AS key, events AS n, firing, resolved FROM ka"
-_V2_FROM_KEYS_STATUS = (
+_V2_FROM_KEYS = (
+    "SELECT key, sum(n) AS n, sum(firing) AS firing, sum(resolved) AS resolved FROM ({keys}) AS g"
+    " GROUP BY key"
+)
+_V2_KEYS = "SELECT {key} AS key, events AS n, firing, resolved FROM k"
+_V2_KEYS_STATUS = (
     "SELECT 'firing' AS key, firing AS n, firing, 0 AS resolved FROM k WHERE firing > 0"
     " UNION ALL SELECT 'resolved', resolved, 0, resolved FROM k WHERE resolved > 0"
 )
@@ -704,6 +707,10 @@ class _Episodes:
     mttr: list[Mttr]
 
 
+#: a row of a ranked part of `_BY_KEY`: place, alertname, namespace, number, mean time (part 5)
+_Ranked = tuple[int, str, str | None, int, Any]
+
+
 @dataclass(frozen=True, slots=True)
 class _ByKey:
     v1: ReportV1
@@ -729,7 +736,7 @@ def _by_key(db: Db, query: ReportQuery, keys: _Keys, window: _Split, by_hours: _
     # report_multi(_hours) have the texts; every clean hour's and day's, spans or not
     multi, multi_args = window.rolled(keys.raw, keys.args)
     multi_hours, multi_hours_args = replace(by_hours, chosen=()).rolled_hours(keys.raw, keys.args)
-    v2_part, v2_args = _v2_part(db.dialect, query, keys)
+    v2_part, v2_args = _v2_part(query, keys)
     sql = _BY_KEY.format(
         v2_part=v2_part,
         raw=raw,
@@ -758,32 +765,44 @@ def _by_key(db: Db, query: ReportQuery, keys: _Keys, window: _Split, by_hours: _
     ]  # fmt: skip
     total_events = unique_alerts = 0
     first_seen: int | None = None
-    top: list[TopRow] = []
-    flapping: list[FlapScore] = []
-    noisiest: list[Noisy] = []
+    # the ranked parts' rows (place first; the statement returns its rows in no order)
+    ranked: dict[int, list[_Ranked]] = {1: [], 2: [], 3: [], 5: []}
+    counts: dict[str, list[int]] = {}  # v2: count, firing, resolved per key (parts 6 and 7)
     episodes = _Episodes(0, 0, None, [])
-    v2: dict[str, GroupCounts] | None = None if not v2_part else {}
-    for part, _place, name, ns, n, keys_n, first, total in db.fetchall(sql, params):
-        if part == 6:
-            assert v2 is not None
-            v2[str(name)] = GroupCounts(count=int(n), firing=int(keys_n), resolved=int(first))
+    for part, place, name, ns, n, keys_n, first, total in db.fetchall(sql, params):
+        if part >= 6:
+            sums = counts.setdefault(name, [0, 0, 0])
+            sums[0] += n
+            sums[1] += keys_n
+            sums[2] += first
+        elif part == 0:
+            total_events, unique_alerts = int(n), int(keys_n)
+            first_seen = None if first is None else int(first)
         elif part == 4:
             quick, resolved = int(first), int(keys_n)
             share = None if resolved == 0 else float(quick) / resolved
             episodes = replace(episodes, episodes=int(n), resolved=resolved, share=share)
-        elif part == 5:
-            episodes.mttr.append(
-                Mttr(alertname=name, mttr_seconds=float(total), resolved_episodes=int(n))
-            )
-        elif part == 0:
-            total_events, unique_alerts = int(n), int(keys_n)
-            first_seen = None if first is None else int(first)
-        elif part == 1:
-            top.append(TopRow(alertname=name, namespace=ns, events=int(n)))
-        elif part == 2:
-            flapping.append(FlapScore(alertname=name, namespace=ns, flaps=int(n), score=None))
-        elif part == 3:
-            noisiest.append(Noisy(alertname=name, namespace=ns, notifications=int(n)))
+        else:
+            ranked[part].append((place, name, ns, int(n), total))
+    top = [TopRow(alertname=a, namespace=ns, events=n) for _, a, ns, n, _ in _by_place(ranked[1])]
+    flapping = [
+        FlapScore(alertname=a, namespace=ns, flaps=n, score=None)
+        for _, a, ns, n, _ in _by_place(ranked[2])
+    ]
+    noisiest = [
+        Noisy(alertname=a, namespace=ns, notifications=n) for _, a, ns, n, _ in sorted(ranked[3])
+    ]
+    episodes.mttr.extend(
+        Mttr(alertname=a, mttr_seconds=float(mttr), resolved_episodes=n)
+        for _, a, _, n, mttr in _by_place(ranked[5])
+    )
+    v2: dict[str, GroupCounts] | None = None
+    if v2_part:  # bytewise key order, as v2 sorted its keys; keys left with no row dropped
+        v2 = {
+            key: GroupCounts(count=int(c[0]), firing=int(c[1]), resolved=int(c[2]))
+            for key, c in sorted(counts.items(), key=lambda item: item[0].encode())
+            if c[0] > 0
+        }
     v1 = ReportV1(
         total_events=total_events,
         unique_alerts=unique_alerts,
@@ -796,7 +815,11 @@ def _by_key(db: Db, query: ReportQuery, keys: _Keys, window: _Split, by_hours: _
     return _ByKey(v1, flapping, noisiest, first_seen, episodes, v2)
 
 
-def _v2_part(dialect: Dialect, query: ReportQuery, keys: _Keys) -> tuple[str, list[object]]:
+def _by_place(rows: list[_Ranked]) -> list[_Ranked]:
+    return sorted(rows, key=lambda row: row[0])
+
+
+def _v2_part(query: ReportQuery, keys: _Keys) -> tuple[str, list[object]]:
     """Part 6 of `_BY_KEY` (v2's counts) and its arguments, or nothing when v2 is not asked
     for or its window is not close enough to v1's."""
     corrections = _v2_corrections(query)
@@ -817,12 +840,13 @@ def _v2_part(dialect: Dialect, query: ReportQuery, keys: _Keys) -> tuple[str, li
         )
     if not parts:
         parts.append("SELECT alertname, namespace, status, 0 AS sign FROM alert_events WHERE 1 = 0")
-    template = {"status": _V2_FROM_KEYS_STATUS, "alertname": _V2_FROM_ALERTNAMES}.get(
-        query.group_by, _V2_FROM_KEYS
-    )
+    if query.group_by == "alertname":
+        from_keys = _V2_FROM_ALERTNAMES
+    else:
+        by = _V2_KEYS_STATUS if query.group_by == "status" else _V2_KEYS.format(key=key)
+        from_keys = _V2_FROM_KEYS.format(keys=by)
     sql = _V2_PART.format(
-        bytewise=_BYTEWISE[dialect],
-        from_keys=template.format(key=key),
+        from_keys=from_keys,
         raw_key="status" if query.group_by == "status" else key,
         corrections=" UNION ALL ".join(parts),
     )
