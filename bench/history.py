@@ -95,6 +95,10 @@ class Row:
     sequential: list[float] | None = None
     cpu_ms: float | None = None  # the service's CPU per response while measured
     machine_busy: float | None = None  # share of all CPUs busy while measured (anyone's)
+    #: issue #4's endpoints only: the same wrk window with one connection (no queueing behind
+    #: other requests), after the concurrent one
+    alone: load.WrkResult | None = None
+    alone_cpu_ms: float | None = None
 
     @property
     def measured(self) -> bool:
@@ -444,12 +448,14 @@ def run_backend(
                 paths = tmp / f"history-{tag}-{query.key}.paths"
                 paths.write_text(row.path + "\n", encoding="utf-8")
 
-                def argv(seconds: float, paths: Path = paths) -> list[str]:
+                def argv(
+                    seconds: float, paths: Path = paths, connections: int | None = None
+                ) -> list[str]:
                     return load.get_command(
                         wrk,
                         server.url,
                         paths_file=paths,
-                        connections=args.history_concurrency,
+                        connections=connections or args.history_concurrency,
                         threads=1,
                         seconds=seconds,
                         timeout=args.timeout,
@@ -464,6 +470,12 @@ def run_backend(
                 if row.result.ok:
                     row.cpu_ms = 1000 * (server.cpu_seconds() - cpu0) / row.result.ok
                 settle(server)
+                if query.target_ms is not None and args.history_concurrency > 1:
+                    cpu0 = server.cpu_seconds()
+                    row.alone = load.run(argv(args.history_duration, connections=1))
+                    if row.alone.ok:
+                        row.alone_cpu_ms = 1000 * (server.cpu_seconds() - cpu0) / row.alone.ok
+                    settle(server)
             res = row.result
             print(
                 f"  {loaded.backend:10s} {query.key:18s} "
@@ -732,6 +744,34 @@ def render(res: HistoryResults) -> list[str]:
         rows,
         "llrrrrrrrrrrrll",
     )
+    alone = [row for r in res.runs for row in r.rows if row.alone is not None]
+    if alone:
+        lines += [
+            "",
+            "Issue #4's endpoints again with **one connection** (`-c1`, same window, after the "
+            f"concurrency-{res.concurrency} run): each request alone, none queued behind "
+            "another. The targets above are judged at the table's concurrency; this shows how "
+            "much of that p95 is queueing for the cores.",
+            "",
+        ]
+        lines += _table(
+            ["backend", "query", "req/s", "p50 ms", "p95 ms", "p99 ms", "errors", "CPU ms/req"],
+            [
+                [
+                    row.backend,
+                    row.query.key,
+                    f"{a.rps:,.1f}",
+                    _ms(a.p50_ms),
+                    f"**{_ms(a.p95_ms)}**",
+                    _ms(a.p99_ms),
+                    str(a.status_errors + a.socket_errors),
+                    _ms(row.alone_cpu_ms),
+                ]
+                for row in alone
+                if (a := row.alone) is not None
+            ],
+            "llrrrrrr",
+        )
     lines += ["", "### Targets", ""]
     for r in res.runs:
         measured = [row for row in r.rows if row.measured]
@@ -827,4 +867,8 @@ def console_summary(res: HistoryResults) -> str:
                 f"{p95:7.1f}" if p95 is not None else ("timeout" if row.timed_out else "      –")
             )
             out.append(f"  {row.backend:10s} {row.query.key:18s} {shown}  {row.verdict()}")
+            if row.alone is not None:
+                out.append(
+                    f"  {row.backend:10s} {row.query.key + ' (c1)':18s} {row.alone.p95_ms:7.1f}"
+                )
     return "\n".join(out)
