@@ -952,7 +952,7 @@ async def test_a_sqlite_report_sorts_in_a_larger_cache_for_itself_only(
         after, sizes = await storage.read(report)
     finally:
         await storage.aclose()
-    assert len(sizes) == (4 if fail else 5)  # dirty days and hours, spans, by key, v2
+    assert len(sizes) == (2 if fail else 3)  # the rollup's state, by key, v2
     assert set(sizes) == {-65536}
     assert after == -1234
 

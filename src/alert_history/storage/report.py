@@ -137,13 +137,10 @@ class Report:
 def build_report(db: Db, query: ReportQuery) -> Report:
     """Compute the whole report in one snapshot (run it through `Storage.read`)."""
     with _snapshot(db):
-        dirty = {int(day) for (day,) in db.fetchall("SELECT day FROM report_dirty")}
-        dirty_hours = {int(h) for (h,) in db.fetchall("SELECT hour FROM report_dirty_hours")}
-        built = {(int(lo), int(hi)) for lo, hi in db.fetchall(_BUILT)}
-        units = _Units(dirty, dirty_hours, built)
+        units = _units(db, query)
         keys = _key_filters(query)
-        window = _Split.of(query.since, query.until, dirty)
-        by_hours = window.with_hours(dirty_hours).with_spans(units)
+        window = _Split.of(query.since, query.until, units.days)
+        by_hours = window.with_hours(units.hours).with_spans(units)
         by_key = _by_key(db, query, keys, window, by_hours)
         v1, flapping, noisiest, first_seen, eps = (
             by_key.v1,
@@ -227,16 +224,44 @@ def _transaction(db: Db) -> Iterator[None]:
     db.execute("COMMIT")
 
 
-_BUILT = "SELECT lo, hi FROM report_spans_built"
+# the dirty days (0) and hours (1), and the built spans (2) that end after a given hour
+_UNITS = """
+SELECT 0, day, 0 FROM report_dirty
+UNION ALL
+SELECT 1, hour, 0 FROM report_dirty_hours
+UNION ALL
+SELECT 2, lo, hi FROM report_spans_built WHERE hi >= ?
+"""
 
 
 @dataclass(frozen=True, slots=True)
 class _Units:
-    """What the rollup holds as of the report's snapshot: dirty days and hours, built spans."""
+    """What the rollup holds as of the report's snapshot: dirty days and hours, built spans
+    (those that can fall in the report's windows)."""
 
     days: set[int]
     hours: set[int]
     built: set[spans.Span]
+
+
+def _units(db: Db, query: ReportQuery) -> _Units:
+    """The rollup's state for `query`: one statement; spans that end before the earliest
+    window (v1's `since`, v2's start) starts are left out."""
+    first_hour = 0  # v1's window has no start: every span
+    if query.since is not None:
+        start = query.since
+        if query.days is not None:
+            start = min(start, query.now - query.days * _NS_PER_DAY)
+        first_hour = max(0, start // _NS_PER_HOUR)
+    units = _Units(set(), set(), set())
+    for kind, a, b in db.fetchall(_UNITS, [first_hour]):
+        if kind == 0:
+            units.days.add(int(a))
+        elif kind == 1:
+            units.hours.add(int(a))
+        else:
+            units.built.add((int(a), int(b)))
+    return units
 
 
 @dataclass(frozen=True, slots=True)
