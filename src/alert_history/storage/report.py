@@ -510,9 +510,11 @@ _RAW_SEGMENT_COLUMNS = (
 # 1), flapping_alerts (part 2), the noisiest keys (part 3); the episodes (part 4) and the mean
 # time to resolve per alertname, longest first (part 5). The window's rows come as segments
 # (the rollup's clean spans, days and hours, the rest computed from the rows the same way),
-# disjoint in time. Per key (`k`), plain sums over its segments give its rows, notifications,
-# episodes and the status changes within segments (`inner_flaps`); its first row is in the one
-# segment holding its least first_seen. The changes between consecutive segments (LAG over
+# disjoint in time. Per key (`k`), plain sums over its segments give its rows, firing rows,
+# notifications, episodes and the status changes within segments (`inner_flaps`); its resolved
+# rows are the others (a status is one of the two); its first row is in the one segment
+# holding its least first_seen. Per alertname (`ka`), the sums of its keys: the totals, the
+# episodes and v2 by alertname read those. The changes between consecutive segments (LAG over
 # them) are computed only for the keys that can make flapping_alerts (`fc`): a boundary adds at
 # most one change, so a key whose inner changes plus boundaries (pieces - 1) stay below the
 # `top`-th largest inner count (or below min_flap) is beaten by `top` keys or filtered out. Its
@@ -541,7 +543,7 @@ seg AS MATERIALIZED (
     UNION ALL
     SELECT lo * {hour_ns}, {columns}, {episode_columns} FROM report_spans WHERE {rolled_spans}
 ), k0 AS NOT MATERIALIZED (
-    SELECT key_id, sum(events) AS events, sum(firing) AS firing, sum(resolved) AS resolved,
+    SELECT key_id, sum(events) AS events, sum(firing) AS firing,
            sum(notifications) AS notifications,
            sum(flaps) AS inner_flaps, count(*) AS pieces, min(first_seen) AS first_seen,
            sum(episodes) AS episodes, sum(resolved_episodes) AS resolved_episodes,
@@ -549,7 +551,8 @@ seg AS MATERIALIZED (
     FROM seg
     GROUP BY key_id
 ), k AS MATERIALIZED (
-    SELECT n.alertname, n.namespace, k0.key_id, k0.events, k0.firing, k0.resolved,
+    SELECT n.alertname, n.namespace, k0.key_id, k0.events, k0.firing,
+           k0.events - k0.firing AS resolved,
            k0.notifications, k0.inner_flaps,
            k0.pieces, k0.first_seen, k0.episodes, k0.resolved_episodes, k0.quick_episodes,
            k0.resolved_ns
