@@ -152,7 +152,7 @@ def build_report(db: Db, query: ReportQuery) -> Report:
         v2: ReportV2 | None = None
         if by_key.v2 is not None:
             assert query.days is not None
-            data = by_key.v2  # in key order (bytewise) as part 6 numbers them
+            data = by_key.v2  # in key order (bytewise), as `_by_key` sorts them
             v2 = ReportV2(
                 period_days=query.days,
                 group_by=query.group_by,
@@ -818,7 +818,7 @@ def _by_key(db: Db, query: ReportQuery, keys: _Keys, window: _Split, by_hours: _
         for _, a, ns, n, _ in _by_place(ranked[2])
     ]
     noisiest = [
-        Noisy(alertname=a, namespace=ns, notifications=n) for _, a, ns, n, _ in sorted(ranked[3])
+        Noisy(alertname=a, namespace=ns, notifications=n) for _, a, ns, n, _ in _by_place(ranked[3])
     ]
     episodes.mttr.extend(
         Mttr(alertname=a, mttr_seconds=float(mttr), resolved_episodes=n)
