@@ -519,8 +519,10 @@ _RAW_SEGMENT_COLUMNS = (
 # most one change, so a key whose inner changes plus boundaries (pieces - 1) stay below the
 # `top`-th largest inner count (or below min_flap) is beaten by `top` keys or filtered out. Its
 # first change is the earliest of its segments' (segments are disjoint in time, so `min` over
-# their places finds it). Rollup rows carry integer key ids: the grouping runs on them, the
-# names are joined to the one row per key. Per episode, (fingerprint, starts_at): it is
+# their places finds it). Rollup rows carry integer key ids: the grouping runs on them, and
+# the names are joined only where they count: the sums per alertname, the candidates and the
+# ranked rows (top-N bounds on rows and notifications first, names for the order of ties).
+# Per episode, (fingerprint, starts_at): it is
 # resolved when a resolved state of it has an end not before its start, and it ended at the
 # earliest such end; the rollup's days hold the episodes wholly inside them (per key: count,
 # resolved, quick, total time to resolve), every other episode of the window is grouped from its
@@ -529,8 +531,8 @@ _RAW_SEGMENT_COLUMNS = (
 # The CTEs read once are NOT MATERIALIZED: SQLite (3.40) would otherwise copy each into a temporary
 # table before reading it (tens of thousands of rows, ~15 % of the statement); as co-routines
 # they stream. PostgreSQL inlines such CTEs anyway. Those read several times are computed once:
-# the segments (read again for the candidates: both planners would otherwise read every
-# segment again, not only the candidates'), `k`, the candidates and `a`.
+# the segments (read again for the candidates, once for both kinds (`cs`): both planners would
+# otherwise read every segment again, not only the candidates'), `k`, the candidates and `a`.
 _BY_KEY = """
 WITH r AS ({raw}),
 {segments},
@@ -551,32 +553,25 @@ seg AS MATERIALIZED (
     FROM seg
     GROUP BY key_id
 ), k AS MATERIALIZED (
-    SELECT n.alertname, n.namespace, k0.key_id, k0.events, k0.firing,
-           k0.events - k0.firing AS resolved,
-           k0.notifications, k0.inner_flaps,
-           k0.pieces, k0.first_seen, k0.episodes, k0.resolved_episodes, k0.quick_episodes,
-           k0.resolved_ns
-    FROM k0 JOIN report_keys n ON n.id = k0.key_id
+    SELECT key_id, events, firing, events - firing AS resolved, notifications, inner_flaps,
+           pieces, first_seen, episodes, resolved_episodes, quick_episodes, resolved_ns
+    FROM k0
 ), ka AS MATERIALIZED (
-    SELECT alertname, sum(events) AS events, sum(firing) AS firing, sum(resolved) AS resolved,
-           count(*) AS n_keys, min(first_seen) AS first_seen, sum(episodes) AS episodes,
-           sum(resolved_episodes) AS resolved_episodes, sum(quick_episodes) AS quick_episodes,
-           sum(resolved_ns) AS resolved_ns
-    FROM k
-    GROUP BY alertname
+    SELECT n.alertname, sum(k.events) AS events, sum(k.firing) AS firing,
+           sum(k.resolved) AS resolved, count(*) AS n_keys, min(k.first_seen) AS first_seen,
+           sum(k.episodes) AS episodes, sum(k.resolved_episodes) AS resolved_episodes,
+           sum(k.quick_episodes) AS quick_episodes, sum(k.resolved_ns) AS resolved_ns
+    FROM k JOIN report_keys n ON n.id = k.key_id
+    GROUP BY n.alertname
 ), tc AS MATERIALIZED (
     SELECT key_id, alertname, namespace, events, first_seen
-    FROM (SELECT key_id, alertname, namespace, events, first_seen,
-                 rank() OVER (ORDER BY events DESC, alertname {bytewise}) AS place
-          FROM k
-          WHERE events >= (
+    FROM (SELECT k.key_id, n.alertname, n.namespace, k.events, k.first_seen,
+                 rank() OVER (ORDER BY k.events DESC, n.alertname {bytewise}) AS place
+          FROM k JOIN report_keys n ON n.id = k.key_id
+          WHERE k.events >= (
               SELECT min(events) FROM (SELECT events FROM k ORDER BY events DESC LIMIT ?) AS x
           )) AS t
     WHERE place <= ?
-), tf AS NOT MATERIALIZED (
-    SELECT s.key_id, min(s.first_id) AS first_id
-    FROM seg s JOIN tc ON tc.key_id = s.key_id AND tc.first_seen = s.first_seen
-    GROUP BY s.key_id
 ), fc AS MATERIALIZED (
     SELECT key_id FROM k
     WHERE inner_flaps + pieces - 1 >= (
@@ -587,11 +582,20 @@ seg AS MATERIALIZED (
             FROM (SELECT inner_flaps FROM k ORDER BY inner_flaps DESC LIMIT 1 OFFSET ?) AS x
         ) AS y
     )
+), cs AS MATERIALIZED (
+    SELECT key_id, start, first_seen, first_id, first_status, last_status, flaps, change_seen,
+           change_id
+    FROM seg
+    WHERE key_id IN (SELECT key_id FROM tc UNION SELECT key_id FROM fc)
+), tf AS NOT MATERIALIZED (
+    SELECT s.key_id, min(s.first_id) AS first_id
+    FROM cs s JOIN tc ON tc.key_id = s.key_id AND tc.first_seen = s.first_seen
+    GROUP BY s.key_id
 ), fo AS NOT MATERIALIZED (
     SELECT s.key_id, s.first_seen, s.first_id, s.first_status, s.flaps, s.change_seen,
            s.change_id,
            lag(s.last_status) OVER (PARTITION BY s.key_id ORDER BY s.start) AS prev_last
-    FROM seg s
+    FROM cs s
     WHERE s.key_id IN (SELECT key_id FROM fc)
 ), fk AS NOT MATERIALIZED (
     SELECT key_id, sum(flaps + CASE WHEN first_status <> prev_last THEN 1 ELSE 0 END) AS flaps,
@@ -644,18 +648,22 @@ FROM (SELECT tc.alertname, tc.namespace, tc.events, tc.first_seen, tf.first_id
 UNION ALL
 SELECT 2, row_number() OVER (ORDER BY flaps DESC, alertname {bytewise}, change_pos),
        alertname, namespace, CAST(flaps AS bigint), NULL, NULL, NULL
-FROM (SELECT k.alertname, k.namespace, fk.flaps, fk.change_pos
-      FROM fk JOIN k ON k.key_id = fk.key_id
+FROM (SELECT n.alertname, n.namespace, fk.flaps, fk.change_pos
+      FROM fk JOIN report_keys n ON n.id = fk.key_id
       WHERE fk.flaps >= ?
-      ORDER BY fk.flaps DESC, k.alertname {bytewise}, fk.change_pos
+      ORDER BY fk.flaps DESC, n.alertname {bytewise}, fk.change_pos
       LIMIT ?) AS t
 UNION ALL
 SELECT 3, row_number() OVER (ORDER BY notifications DESC, alertname {bytewise},
                                       namespace {bytewise} NULLS FIRST),
        alertname, namespace, CAST(notifications AS bigint), NULL, NULL, NULL
-FROM (SELECT alertname, namespace, notifications
-      FROM k
-      ORDER BY notifications DESC, alertname {bytewise}, namespace {bytewise} NULLS FIRST
+FROM (SELECT n.alertname, n.namespace, k.notifications
+      FROM k JOIN report_keys n ON n.id = k.key_id
+      WHERE k.notifications >= (
+          SELECT min(notifications)
+          FROM (SELECT notifications FROM k ORDER BY notifications DESC LIMIT ?) AS x
+      )
+      ORDER BY k.notifications DESC, n.alertname {bytewise}, n.namespace {bytewise} NULLS FIRST
       LIMIT ?) AS t
 UNION ALL
 SELECT 4, 0, NULL, NULL, CAST(coalesce(sum(episodes), 0) AS bigint),
@@ -693,7 +701,10 @@ _V2_FROM_KEYS = (
     "SELECT key, sum(n) AS n, sum(firing) AS firing, sum(resolved) AS resolved FROM ({keys}) AS g"
     " GROUP BY key"
 )
-_V2_KEYS = "SELECT {key} AS key, events AS n, firing, resolved FROM k"
+_V2_KEYS = (
+    "SELECT {key} AS key, events AS n, firing, resolved"
+    " FROM k JOIN report_keys ON report_keys.id = k.key_id"
+)
 _V2_KEYS_STATUS = (
     "SELECT 'firing' AS key, firing AS n, firing, 0 AS resolved FROM k WHERE firing > 0"
     " UNION ALL SELECT 'resolved', resolved, 0, resolved FROM k WHERE resolved > 0"
@@ -789,7 +800,7 @@ def _by_key(db: Db, query: ReportQuery, keys: _Keys, window: _Split, by_hours: _
     params = [
         *raw_args, *rolled_args, *hours_args, *spanned_args, query.top, query.top, query.min_flap,
         query.top - 1, *episode_raw_args, *multi_args, *multi_hours_args, QUICK_RESOLUTION_NS,
-        query.top, query.min_flap, query.top, query.top, query.top, *v2_args,
+        query.top, query.min_flap, query.top, query.top, query.top, query.top, *v2_args,
     ]  # fmt: skip
     total_events = unique_alerts = 0
     first_seen: int | None = None
