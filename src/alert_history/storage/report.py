@@ -58,8 +58,7 @@ _GROUP_KEYS = {
 
 _BYTEWISE: dict[Dialect, str] = {"sqlite": "COLLATE BINARY", "postgres": 'COLLATE "C"'}
 
-#: `_BY_KEY`'s segments kept or not, and the condition for the candidates' segments
-_SEGMENTS_KEPT: dict[Dialect, str] = {"sqlite": "MATERIALIZED", "postgres": "NOT MATERIALIZED"}
+#: the condition for the candidates' segments (`_BY_KEY`'s `cs`), in each part of their union
 _CANDIDATE_KEYS: dict[Dialect, str] = {
     "sqlite": "key_id IN (SELECT key_id FROM tc UNION SELECT key_id FROM fc)",
     "postgres": "key_id = ANY (ARRAY(SELECT key_id FROM tc UNION SELECT key_id FROM fc))",
@@ -469,11 +468,15 @@ class _Split:
         where = [keys, between, "day NOT IN (SELECT day FROM report_dirty)"]
         return " AND ".join(where), [*key_args, *args]
 
-    def rolled_spans(self, keys: str, key_args: list[object]) -> tuple[str, list[object]]:
-        """The condition on report_spans rows for the chosen spans."""
+    def rolled_spans(
+        self, keys: str, key_args: list[object], each: str = ""
+    ) -> tuple[str, list[object]]:
+        """The condition on report_spans rows for the chosen spans; `each` (no arguments) is
+        added to each span's branch, where it can narrow the lookup of the span's rows."""
         if not self.chosen:
             return "1 = 0", []
-        chosen = " OR ".join(["(lo = ? AND hi = ?)"] * len(self.chosen))
+        branch = f"(lo = ? AND hi = ? AND {each})" if each else "(lo = ? AND hi = ?)"
+        chosen = " OR ".join([branch] * len(self.chosen))
         return f"{keys} AND ({chosen})", [*key_args, *(v for span in self.chosen for v in span)]
 
     def minus_rows(
@@ -503,6 +506,10 @@ _NO_EPISODES: dict[Dialect, str] = {
 _SEGMENT_COLUMNS = (
     "key_id, events, firing, resolved, notifications, first_seen, first_id, first_status,"
     " last_status, flaps, change_seen, change_id"
+)
+# what `cs` reads of the rollup's segments after key_id and start
+_CANDIDATE_COLUMNS = (
+    "first_seen, first_id, first_status, last_status, flaps, change_seen, change_id"
 )
 # the rows' own segments as the rollup's types (integer counts: PostgreSQL sums those as bigint,
 # bigints as numeric)
@@ -538,14 +545,15 @@ _RAW_SEGMENT_COLUMNS = (
 # The CTEs read once are NOT MATERIALIZED: SQLite (3.40) would otherwise copy each into a temporary
 # table before reading it (tens of thousands of rows, ~15 % of the statement); as co-routines
 # they stream. PostgreSQL inlines such CTEs anyway. Those read several times are computed once:
-# `k`, the candidates, their segments (`cs`, for both kinds) and `a`. The segments are read
-# again for the candidates: SQLite keeps them (it would otherwise read every segment again),
-# PostgreSQL reads them twice, the second time only the candidates' by index (their keys as
-# an array, `= ANY`, which goes into each part of the union): cheaper than keeping ~20,000.
+# `k`, the candidates, their segments (`cs`, for both kinds), `a` and the raw segments (`rs`).
+# The candidates' segments are read again from the rollup, by key: each part of `cs` has the
+# candidates' keys in its condition, beside its day, hour or span (for spans, in each one's
+# branch), which both databases turn into lookups of the primary key (unit, key_id), instead
+# of keeping every segment (~20,000 rows) for the few tens of candidates'.
 _BY_KEY = """
 WITH r AS ({raw}),
 {segments},
-seg AS {seg_materialized} (
+seg AS NOT MATERIALIZED (
     SELECT bucket * {hour_ns} AS start, {raw_columns}, {no_episodes} FROM rs
     UNION ALL
     SELECT day * {day_ns}, {columns}, {episode_columns} FROM report_days WHERE {rolled}
@@ -592,10 +600,18 @@ seg AS {seg_materialized} (
         ) AS y
     )
 ), cs AS MATERIALIZED (
-    SELECT key_id, start, first_seen, first_id, first_status, last_status, flaps, change_seen,
-           change_id
-    FROM seg
-    WHERE {candidate_keys}
+    SELECT key_id, bucket * {hour_ns} AS start, first_seen, first_id, first_status,
+           last_status, CAST(flaps AS integer) AS flaps, change_seen, change_id
+    FROM rs WHERE {candidate_keys}
+    UNION ALL
+    SELECT key_id, day * {day_ns}, {candidate_columns} FROM report_days
+    WHERE {candidate_keys} AND {rolled}
+    UNION ALL
+    SELECT key_id, hour * {hour_ns}, {candidate_columns} FROM report_hours
+    WHERE {candidate_keys} AND {rolled_hours}
+    UNION ALL
+    SELECT key_id, lo * {hour_ns}, {candidate_columns} FROM report_spans
+    WHERE {candidate_spans}
 ), tf AS NOT MATERIALIZED (
     SELECT s.key_id, min(s.first_id) AS first_id
     FROM cs s JOIN tc ON tc.key_id = s.key_id AND tc.first_seen = s.first_seen
@@ -778,6 +794,10 @@ def _by_key(db: Db, query: ReportQuery, keys: _Keys, window: _Split, by_hours: _
     rolled, rolled_args = by_hours.rolled_days(keys.rolled, keys.args)
     hours, hours_args = by_hours.rolled_hours(keys.rolled, keys.args)
     spanned, spanned_args = by_hours.rolled_spans(keys.rolled, keys.args)
+    candidate_keys = _CANDIDATE_KEYS[db.dialect]
+    candidate_spans, candidate_spans_args = by_hours.rolled_spans(
+        keys.rolled, keys.args, each=candidate_keys
+    )
     episode_raw, episode_raw_args = by_hours.raw_rows(
         "fingerprint, starts_at, alertname, status, ends_at", keys.raw, keys.args
     )
@@ -787,8 +807,9 @@ def _by_key(db: Db, query: ReportQuery, keys: _Keys, window: _Split, by_hours: _
     v2_part, v2_args = _v2_part(query, keys)
     sql = _BY_KEY.format(
         v2_part=v2_part,
-        seg_materialized=_SEGMENTS_KEPT[db.dialect],
-        candidate_keys=_CANDIDATE_KEYS[db.dialect],
+        candidate_keys=candidate_keys,
+        candidate_columns=_CANDIDATE_COLUMNS,
+        candidate_spans=candidate_spans,
         raw=raw,
         segments=segments(db.dialect, "rs", "r", _NS_PER_HOUR),
         columns=_SEGMENT_COLUMNS,
@@ -810,7 +831,7 @@ def _by_key(db: Db, query: ReportQuery, keys: _Keys, window: _Split, by_hours: _
     )
     params = [
         *raw_args, *rolled_args, *hours_args, *spanned_args, query.top, query.top, query.min_flap,
-        query.top - 1, *episode_raw_args, *multi_args, *multi_hours_args, QUICK_RESOLUTION_NS,
+        query.top - 1, *rolled_args, *hours_args, *candidate_spans_args, *episode_raw_args, *multi_args, *multi_hours_args, QUICK_RESOLUTION_NS,
         query.top, query.min_flap, query.top, query.top, query.top, query.top, *v2_args,
     ]  # fmt: skip
     total_events = unique_alerts = 0
