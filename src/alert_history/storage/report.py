@@ -831,7 +831,8 @@ def _by_key(db: Db, query: ReportQuery, keys: _Keys, window: _Split, by_hours: _
     )
     params = [
         *raw_args, *rolled_args, *hours_args, *spanned_args, query.top, query.top, query.min_flap,
-        query.top - 1, *rolled_args, *hours_args, *candidate_spans_args, *episode_raw_args, *multi_args, *multi_hours_args, QUICK_RESOLUTION_NS,
+        query.top - 1, *rolled_args, *hours_args, *candidate_spans_args, *episode_raw_args,
+        *multi_args, *multi_hours_args, QUICK_RESOLUTION_NS,
         query.top, query.min_flap, query.top, query.top, query.top, query.top, *v2_args,
     ]  # fmt: skip
     total_events = unique_alerts = 0
