@@ -59,6 +59,12 @@ def migrate(url: str) -> None:
     trio.run(run)
 
 
+_ROLLUP_TABLES = (
+    "report_days, report_hours, report_spans, report_multi, report_multi_hours,"
+    " report_names_days, report_names_hours, report_names_spans"
+)
+
+
 def build_report_rollup(url: str) -> None:
     """Refresh GET /report's rollup for the loaded rows (storage/report_rollup.py), as the
     service's housekeeping does after start: the report rows are then timed on it, and no
@@ -68,8 +74,8 @@ def build_report_rollup(url: str) -> None:
         storage = await open_storage(url)
         try:
             await refresh_all(storage, pause=0)
-            if url.startswith("postgresql"):
-                await storage.write(lambda db: db.execute("ANALYZE report_days, report_multi"))
+            if url.startswith("postgresql"):  # as autovacuum does after such a build
+                await storage.write(lambda db: db.execute(f"ANALYZE {_ROLLUP_TABLES}"))
         finally:
             await storage.aclose()
 

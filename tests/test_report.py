@@ -16,6 +16,7 @@ import uuid
 from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from decimal import Decimal
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -716,14 +717,16 @@ async def assert_every_window(storage: Storage, *, min_flap: int = 1, top: int =
     now = T0 + 2 * DAY + 5 * HOUR
     for since in ROLLUP_WINDOWS:
         for until in ROLLUP_WINDOWS:
-            for name in (None, "a"):
+            # sums per alertname from report_names_* (no filter, an alertname) or from the
+            # keys (a namespace)
+            for name, namespace in ((None, None), ("a", None), (None, "x")):
                 report = await run(
                     storage, now=now, since=since, until=until, alertname=name,
-                    min_flap=min_flap, top=top,
+                    namespace=namespace, min_flap=min_flap, top=top,
                 )  # fmt: skip
-                chosen = select(rows, name, None, since, until)
+                chosen = select(rows, name, namespace, since, until)
                 assert report.v1 == report_v1(v1_rows(chosen), min_flap=min_flap, top=top), (
-                    since, until, name,
+                    since, until, name, namespace,
                 )  # fmt: skip
                 assert_summary(report, chosen, top=top, since=since, until=until, now=now)
     for days in (1, 2, 5):
@@ -745,11 +748,13 @@ async def test_the_rollup_gives_the_same_numbers_as_the_rows(
     try:
         await storage.write(empty)
         await storage.write(lambda db: db.execute("DELETE FROM report_days"))
+        await storage.write(lambda db: db.execute("DELETE FROM report_names_days"))
         await storage.write(lambda db: db.execute("DELETE FROM report_multi"))
         await write_and_refresh(storage, rollup_batches(draw))
         if refresh_at_end:
             await refresh_all(storage)
         await assert_every_window(storage)
+        await assert_names_add_up(storage)
     finally:
         await storage.aclose()
 
@@ -1037,6 +1042,37 @@ async def assert_fortnight(storage: Storage) -> int:
     return spanned
 
 
+async def assert_names_add_up(storage: Storage) -> None:
+    """Every row of report_names_* (migration 0012) is its unit's rows per key summed by
+    alertname, and there is no other."""
+
+    def read(db: Db) -> list[tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]]:
+        pairs = []
+        for table, unit in (
+            ("report_days", "r.day"),
+            ("report_hours", "r.hour"),
+            ("report_spans", "r.lo, r.hi"),
+        ):
+            names = report_spans.NAMES[table]
+            keys = db.fetchall(
+                f"SELECT {unit}, k.alertname, sum(r.events), sum(r.firing), min(r.first_seen),"
+                " sum(r.episodes), sum(r.resolved_episodes), sum(r.quick_episodes),"
+                f" sum(r.resolved_ns) FROM {table} r JOIN report_keys k ON k.id = r.key_id"
+                f" GROUP BY {unit}, k.alertname"
+            )
+            stored = db.fetchall(f"SELECT * FROM {names}")
+            pairs.append((keys, stored))
+        return pairs
+
+    for keys, stored in await storage.read(read):
+        assert sorted(map(plain, stored)) == sorted(map(plain, keys))
+
+
+def plain(row: tuple[Any, ...]) -> tuple[Any, ...]:
+    """A row's values as Python numbers (PostgreSQL's sums come as Decimal)."""
+    return tuple(int(v) if isinstance(v, Decimal) else v for v in row)
+
+
 async def span_rows(storage: Storage) -> dict[tuple[int, int], list[tuple[Any, ...]]]:
     def read(db: Db) -> list[tuple[Any, ...]]:
         return db.fetchall("SELECT * FROM report_spans ORDER BY lo, hi, key_id")
@@ -1050,6 +1086,7 @@ async def span_rows(storage: Storage) -> dict[tuple[int, int], list[tuple[Any, .
 async def test_reports_read_spans_and_keep_the_legacy_numbers(storage: Storage) -> None:
     await write(storage, fortnight())
     assert await refresh_all(storage) == 14
+    await assert_names_add_up(storage)
     built = await storage.read(lambda db: db.fetchall("SELECT lo, hi FROM report_spans_built"))
     sizes = Counter(int(hi) - int(lo) + 1 for lo, hi in built)
     assert {2, 4, 8, 16, 48, 96, 192} <= set(sizes)
@@ -1070,6 +1107,7 @@ async def test_reports_read_spans_and_keep_the_legacy_numbers(storage: Storage) 
     await storage.write(lambda db: report_spans.drop(db, list(after)))
     assert await report_spans.build_all(storage, FORTNIGHT_NOW) == len(after)
     assert await span_rows(storage) == after
+    await assert_names_add_up(storage)
     # a late resolution on day 5 of an episode of day 4: both days are stored again, the spans
     # holding them are dropped and built again from the new days
     late = msgspec.structs.replace(
@@ -1082,6 +1120,7 @@ async def test_reports_read_spans_and_keep_the_legacy_numbers(storage: Storage) 
     rebuilt = await storage.read(lambda db: db.fetchall("SELECT lo, hi FROM report_spans_built"))
     assert sorted(map(tuple, rebuilt)) == sorted(map(tuple, built))
     assert await assert_fortnight(storage) >= 15
+    await assert_names_add_up(storage)
 
 
 async def test_a_span_waits_for_an_uncommitted_repeat(postgres: PostgresServer) -> None:

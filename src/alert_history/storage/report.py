@@ -554,32 +554,25 @@ _BY_KEY = """
 WITH r AS ({raw}),
 {segments},
 seg AS NOT MATERIALIZED (
-    SELECT bucket * {hour_ns} AS start, {raw_columns}, {no_episodes} FROM rs
+    SELECT bucket * {hour_ns} AS start, {raw_columns}{raw_episodes} FROM rs
     UNION ALL
-    SELECT day * {day_ns}, {columns}, {episode_columns} FROM report_days WHERE {rolled}
+    SELECT day * {day_ns}, {columns}{episodes} FROM report_days WHERE {rolled}
     UNION ALL
-    SELECT hour * {hour_ns}, {columns}, {episode_columns} FROM report_hours WHERE {rolled_hours}
+    SELECT hour * {hour_ns}, {columns}{episodes} FROM report_hours WHERE {rolled_hours}
     UNION ALL
-    SELECT lo * {hour_ns}, {columns}, {episode_columns} FROM report_spans WHERE {rolled_spans}
+    SELECT lo * {hour_ns}, {columns}{episodes} FROM report_spans WHERE {rolled_spans}
 ), k0 AS NOT MATERIALIZED (
     SELECT key_id, sum(events) AS events, sum(firing) AS firing,
            sum(notifications) AS notifications,
-           sum(flaps) AS inner_flaps, count(*) AS pieces, min(first_seen) AS first_seen,
-           sum(episodes) AS episodes, sum(resolved_episodes) AS resolved_episodes,
-           sum(quick_episodes) AS quick_episodes, sum(resolved_ns) AS resolved_ns
+           sum(flaps) AS inner_flaps, count(*) AS pieces, min(first_seen) AS first_seen{sums}
     FROM seg
     GROUP BY key_id
 ), k AS MATERIALIZED (
     SELECT key_id, events, firing, events - firing AS resolved, notifications, inner_flaps,
-           pieces, first_seen, episodes, resolved_episodes, quick_episodes, resolved_ns
+           pieces, first_seen{episodes}
     FROM k0
 ), ka AS MATERIALIZED (
-    SELECT n.alertname, sum(k.events) AS events, sum(k.firing) AS firing,
-           sum(k.resolved) AS resolved, count(*) AS n_keys, min(k.first_seen) AS first_seen,
-           sum(k.episodes) AS episodes, sum(k.resolved_episodes) AS resolved_episodes,
-           sum(k.quick_episodes) AS quick_episodes, sum(k.resolved_ns) AS resolved_ns
-    FROM k JOIN report_keys n ON n.id = k.key_id
-    GROUP BY n.alertname
+    {ka}
 ), tc AS MATERIALIZED (
     SELECT key_id, alertname, namespace, events, first_seen
     FROM (SELECT k.key_id, n.alertname, n.namespace, k.events, k.first_seen,
@@ -660,7 +653,7 @@ ex AS NOT MATERIALIZED (
 )
 SELECT 0 AS part, 0 AS place, NULL AS alertname, NULL AS namespace,
        CAST(coalesce(sum(events), 0) AS bigint) AS n,
-       CAST(coalesce(sum(n_keys), 0) AS bigint) AS n_keys,
+       CAST((SELECT count(*) FROM k) AS bigint) AS n_keys,
        min(first_seen) AS first_seen, CAST(NULL AS double precision) AS ns
 FROM ka
 UNION ALL
@@ -705,6 +698,34 @@ FROM (SELECT alertname, resolved,
       WHERE resolved > 0) AS t
 WHERE place <= ?{v2_part}
 """
+
+# The sums per alertname (`ka`): from report_names_* (migration 0012) over the same days, hours
+# and spans as `seg`, with the raw segments' (no episodes: those are grouped from the rows);
+# with a namespace filter (the names' sums are over every namespace) from `k`, which then sums
+# the episodes per key too.
+_KA_FROM_NAMES = """SELECT alertname, sum(events) AS events, sum(firing) AS firing,
+           sum(events) - sum(firing) AS resolved, min(first_seen) AS first_seen,
+           sum(episodes) AS episodes, sum(resolved_episodes) AS resolved_episodes,
+           sum(quick_episodes) AS quick_episodes, sum(resolved_ns) AS resolved_ns
+    FROM (SELECT alertname, CAST(events AS integer) AS events,
+                 CAST(firing AS integer) AS firing, first_seen, {no_episodes}
+          FROM rs
+          UNION ALL
+          SELECT {name_columns} FROM report_names_days WHERE {names_days}
+          UNION ALL
+          SELECT {name_columns} FROM report_names_hours WHERE {names_hours}
+          UNION ALL
+          SELECT {name_columns} FROM report_names_spans WHERE {names_spans}) AS x
+    GROUP BY alertname"""
+_KA_FROM_KEYS = """SELECT n.alertname, sum(k.events) AS events, sum(k.firing) AS firing,
+           sum(k.resolved) AS resolved, min(k.first_seen) AS first_seen,
+           sum(k.episodes) AS episodes, sum(k.resolved_episodes) AS resolved_episodes,
+           sum(k.quick_episodes) AS quick_episodes, sum(k.resolved_ns) AS resolved_ns
+    FROM k JOIN report_keys n ON n.id = k.key_id
+    GROUP BY n.alertname"""
+_KEY_EPISODE_SUMS = """,
+           sum(episodes) AS episodes, sum(resolved_episodes) AS resolved_episodes,
+           sum(quick_episodes) AS quick_episodes, sum(resolved_ns) AS resolved_ns"""
 
 # v2's counts from the per-key sums over v1's window (part 6: per alertname straight from `ka`,
 # else grouped from `k`), and the rows between the two windows grouped by the same key (part 7,
@@ -805,7 +826,27 @@ def _by_key(db: Db, query: ReportQuery, keys: _Keys, window: _Split, by_hours: _
     multi, multi_args = window.rolled(keys.raw, keys.args)
     multi_hours, multi_hours_args = replace(by_hours, chosen=()).rolled_hours(keys.raw, keys.args)
     v2_part, v2_args = _v2_part(query, keys)
+    by_names = query.namespace is None
+    ka_args: list[object] = []
+    if by_names:  # the sums per alertname from report_names_*
+        names_keys, names_args = "1 = 1", list[object]()
+        if query.alertname is not None:
+            names_keys, names_args = "alertname = ?", [query.alertname]
+        names_days, days_args = by_hours.rolled_days(names_keys, names_args)
+        names_hours, hours_args = by_hours.rolled_hours(names_keys, names_args)
+        names_spans, spans_args = by_hours.rolled_spans(names_keys, names_args)
+        ka = _KA_FROM_NAMES.format(
+            no_episodes=_NO_EPISODES[db.dialect], name_columns=spans.NAME_COLUMNS,
+            names_days=names_days, names_hours=names_hours, names_spans=names_spans,
+        )  # fmt: skip
+        ka_args = [*days_args, *hours_args, *spans_args]
+    else:
+        ka = _KA_FROM_KEYS
     sql = _BY_KEY.format(
+        ka=ka,
+        sums="" if by_names else _KEY_EPISODE_SUMS,
+        episodes="" if by_names else ", " + _EPISODE_COLUMNS,
+        raw_episodes="" if by_names else ", " + _NO_EPISODES[db.dialect],
         v2_part=v2_part,
         candidate_keys=candidate_keys,
         candidate_columns=_CANDIDATE_COLUMNS,
@@ -819,8 +860,6 @@ def _by_key(db: Db, query: ReportQuery, keys: _Keys, window: _Split, by_hours: _
         rolled_spans=spanned,
         day_ns=_NS_PER_DAY,
         hour_ns=_NS_PER_HOUR,
-        episode_columns=_EPISODE_COLUMNS,
-        no_episodes=_NO_EPISODES[db.dialect],
         first_pos=pos(db.dialect, "first_seen", "first_id"),
         change_pos=pos(db.dialect, "change_seen", "change_id"),
         bytewise=_BYTEWISE[db.dialect],
@@ -830,7 +869,8 @@ def _by_key(db: Db, query: ReportQuery, keys: _Keys, window: _Split, by_hours: _
         valid_end=VALID_END,
     )
     params = [
-        *raw_args, *rolled_args, *hours_args, *spanned_args, query.top, query.top, query.min_flap,
+        *raw_args, *rolled_args, *hours_args, *spanned_args, *ka_args, query.top, query.top,
+        query.min_flap,
         query.top - 1, *rolled_args, *hours_args, *candidate_spans_args, *episode_raw_args,
         *multi_args, *multi_hours_args, QUICK_RESOLUTION_NS,
         query.top, query.min_flap, query.top, query.top, query.top, query.top, *v2_args,

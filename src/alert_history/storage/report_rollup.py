@@ -343,6 +343,17 @@ def _delete(db: Db, table: str, columns: str, keys: Sequence[Row]) -> None:
         db.execute(f"DELETE FROM {table} WHERE {where}", list(key))
 
 
+# a day's (hour's) sums per alertname from its rows per key (migration 0012)
+_STORE_NAMES = f"""
+INSERT INTO {{names}} ({{unit}}, {spans.NAME_COLUMNS})
+SELECT r.{{unit}}, k.alertname, sum(r.events), sum(r.firing), min(r.first_seen),
+       sum(r.episodes), sum(r.resolved_episodes), sum(r.quick_episodes), sum(r.resolved_ns)
+FROM {{table}} r JOIN report_keys k ON k.id = r.key_id
+WHERE r.{{unit}} = ?
+GROUP BY r.{{unit}}, k.alertname
+"""
+
+
 def store(db: Db, computed: Computed) -> bool:
     """Apply `computed` to the rollup if nothing changed the day (hour) since it was computed
     (its `gen` unchanged) and mark it clean; return whether it did. Run it through
@@ -370,6 +381,9 @@ def store(db: Db, computed: Computed) -> bool:
         db.execute(f"DELETE FROM {multi_table} WHERE {unit} = ?", [computed.key])
     _delete(db, multi_table, multi_columns, computed.stale_multi)
     _insert(db, multi_table, multi_columns, computed.multi)
+    names = spans.NAMES[computed.table]
+    db.execute(f"DELETE FROM {names} WHERE {unit} = ?", [computed.key])
+    db.execute(_STORE_NAMES.format(names=names, table=computed.table, unit=unit), [computed.key])
     db.execute(f"DELETE FROM {dirty} WHERE {unit} = ?", [computed.key])
     if day:
         spans.drop(db, spans.holding_day(computed.key))

@@ -50,6 +50,18 @@ COLUMNS = (
 )
 
 
+#: the sums per alertname of each rollup table (migration 0012) and their columns after the unit
+NAMES = {
+    "report_days": "report_names_days",
+    "report_hours": "report_names_hours",
+    "report_spans": "report_names_spans",
+}
+NAME_COLUMNS = (
+    "alertname, events, firing, first_seen, episodes, resolved_episodes, quick_episodes,"
+    " resolved_ns"
+)
+
+
 def is_day_span(span: Span) -> bool:
     return span[1] - span[0] + 1 >= 2 * HOURS_PER_DAY
 
@@ -124,6 +136,30 @@ LEFT JOIN {right} AS r ON {right_where} AND r.key_id = k.key_id
 """
 
 
+# Per alertname, the halves' sums added up.
+_MERGE_NAMES = f"""
+INSERT INTO report_names_spans (lo, hi, {NAME_COLUMNS})
+SELECT ?, ?, alertname, sum(events), sum(firing), min(first_seen), sum(episodes),
+       sum(resolved_episodes), sum(quick_episodes), sum(resolved_ns)
+FROM (SELECT {NAME_COLUMNS} FROM {{left}} AS l WHERE {{left_where}}
+      UNION ALL
+      SELECT {NAME_COLUMNS} FROM {{right}} AS r WHERE {{right_where}}) AS x
+GROUP BY alertname
+"""
+
+
+def _merge_names(span: Span) -> tuple[str, list[object]]:
+    """The INSERT of `span`'s sums per alertname from its halves', with its arguments."""
+    left, right = halves(span)
+    left_table, left_where, left_args = _half(left, "l")
+    right_table, right_where, right_args = _half(right, "r")
+    sql = _MERGE_NAMES.format(
+        left=NAMES[left_table], right=NAMES[right_table], left_where=left_where,
+        right_where=right_where,
+    )  # fmt: skip
+    return sql, [*span, *left_args, *right_args]
+
+
 def _merge(span: Span) -> tuple[str, list[object]]:
     """The INSERT of `span`'s rows from its halves, with its arguments."""
     left, right = halves(span)
@@ -161,6 +197,7 @@ def build(db: Db, span: Span) -> bool:
     if not all(_is_unit(half) or _built(db, half) for half in (left, right)):
         return False
     db.execute(*_merge(span))
+    db.execute(*_merge_names(span))
     db.execute("INSERT INTO report_spans_built (lo, hi) VALUES (?, ?)", list(span))
     return True
 
@@ -170,6 +207,7 @@ def drop(db: Db, spans: Iterable[Span]) -> None:
     for lo, hi in spans:
         if db.execute("DELETE FROM report_spans_built WHERE lo = ? AND hi = ?", [lo, hi]):
             db.execute("DELETE FROM report_spans WHERE lo = ? AND hi = ?", [lo, hi])
+            db.execute("DELETE FROM report_names_spans WHERE lo = ? AND hi = ?", [lo, hi])
 
 
 def wanted(first_hour: int, last_hour: int, finished: int) -> list[Span]:
