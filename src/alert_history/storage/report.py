@@ -522,20 +522,20 @@ _RAW_SEGMENT_COLUMNS = (
 
 # Everything in one statement: per (alertname, namespace) the totals (part 0), top_alerts (part
 # 1), flapping_alerts (part 2), the noisiest keys (part 3); the episodes (part 4) and the mean
-# time to resolve per alertname, longest first (part 5). The window's rows come as segments
-# (the rollup's clean spans, days and hours, the rest computed from the rows the same way),
-# disjoint in time. Per key (`k`), plain sums over its segments give its rows, firing rows,
-# notifications, episodes and the status changes within segments (`inner_flaps`); its resolved
-# rows are the others (a status is one of the two); its first row is in the one segment
-# holding its least first_seen. Per alertname (`ka`), the sums of its keys: the totals, the
+# time to resolve per alertname, longest first (part 5). The window's rows come as segments (the
+# rollup's clean spans, days and hours, the rest computed from the rows the same way), disjoint in
+# time. Per key (`k`), plain sums over its segments give its rows, firing rows, notifications and
+# the status changes within segments (`inner_flaps`); its resolved rows are the others (a status
+# is one of the two); its first row is in the one segment holding its least first_seen. Per
+# alertname (`ka`), the same units' sums per alertname (`_KA_FROM_NAMES`): the totals, the
 # episodes and v2 by alertname read those. The changes between consecutive segments (LAG over
 # them) are computed only for the keys that can make flapping_alerts (`fc`): a boundary adds at
 # most one change, so a key whose inner changes plus boundaries (pieces - 1) stay below the
 # `top`-th largest inner count (or below min_flap) is beaten by `top` keys or filtered out. Its
 # first change is the earliest of its segments' (segments are disjoint in time, so `min` over
-# their places finds it). Rollup rows carry integer key ids: the grouping runs on them, and
-# the names are joined only where they count: the sums per alertname, the candidates and the
-# ranked rows (top-N bounds on rows and notifications first, names for the order of ties).
+# their places finds it). Rollup rows carry integer key ids: the grouping runs on them, and the
+# names are joined only where they count: the candidates and the ranked rows (top-N bounds on rows
+# and notifications first, names for the order of ties).
 # Per episode, (fingerprint, starts_at): it is
 # resolved when a resolved state of it has an end not before its start, and it ended at the
 # earliest such end; the rollup's days hold the episodes wholly inside them (per key: count,

@@ -1,14 +1,16 @@
 """GET /report's rollup: per UTC day (and hour) and (alertname, namespace), what a report needs.
 
-Tables (migrations 0006, 0009, 0011): `report_keys` numbers every (alertname, namespace) of
+Tables (migrations 0006, 0009, 0011, 0012): `report_keys` numbers every (alertname, namespace) of
 alert_events (the triggers add new keys; the rollup rows name a key by its `key_id`, which a
 report groups and sorts much faster than two texts); `report_days` holds one row per (day, key)
 with the day's counts, notifications, first row, first and last status, the status changes
 between the day's rows of the key and the first of them, and the episodes that lie wholly in
 that day and key ("single": every row of the episode in the day and key); `report_multi` holds
 the rows of every other episode, one row each; `report_hours` and `report_multi_hours` hold the
-same per hour. `report_dirty` / `report_dirty_hours` name the days / hours whose rows are not
-(or no longer) what the rollup says.
+same per hour; `report_names_days` / `report_names_hours` hold a day's / hour's rows summed per
+alertname (no notifications), written by `store` with them. `report_dirty` /
+`report_dirty_hours` name the days / hours whose rows are not (or no longer) what the rollup
+says.
 
 Triggers on `alert_events` mark a day and an hour dirty when one of its rows, or a row of an
 episode with a row in it, is inserted, deleted or changed, whatever writes it (the

@@ -6,18 +6,20 @@ run of units: 2, 4, 8 or 16 hours from the start of a UTC day (made of two hours
 spans), or 2, 4, 8, 16 or 32 days aligned on the day number (made of two days or two smaller
 spans), with the episodes wholly inside one of its hours or days (report_multi_hours and
 report_multi hold the others' rows). A span is named by its first and last hour, `lo` and `hi`,
-both inclusive (migrations 0010, 0011).
+both inclusive (migrations 0010, 0011); report_names_spans holds its rows summed per alertname
+(migration 0012), as report_names_days / _hours do for a day and an hour.
 
 * `build` merges a span's two halves, per key: the counts add up, the first row is the left
   half's, the last status the right half's, and the status changes are both halves' plus one
   when the left's last status differs from the right's first (the first change is then the
-  right's first row, unless the left has one). It builds only when every unit of the span is
-  clean and both halves are there; `build_all` builds, bottom up, the spans of every finished
-  hour and day that are missing.
+  right's first row, unless the left has one); per alertname the halves' sums add up. It builds
+  only when every unit of the span is clean and both halves are there; `build_all` builds,
+  bottom up, the spans of every finished hour and day that are missing.
 * `drop` (from report_rollup.store, in the same transaction) deletes the spans holding a day or
-  hour whose rollup rows it replaces; the update trigger adds a repeat notification to the spans
-  holding its hour, as to its day and hour. So a span is always what its halves say, except
-  while one of its units is dirty, and a report (`cover`) uses it only while none is.
+  hour whose rollup rows it replaces (and their sums per alertname); the update trigger adds a
+  repeat notification to the spans holding its hour, as to its day and hour. So a span is always
+  what its halves say, except while one of its units is dirty, and a report (`cover`) uses it
+  only while none is.
 * On PostgreSQL `build` holds report_spans in SHARE ROW EXCLUSIVE mode, which waits for (and
   holds off) the stores and the notifications' trigger, which take ROW EXCLUSIVE first: its
   reads see every committed change of the halves, and a change after it sees the new span.
