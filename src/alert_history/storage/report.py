@@ -503,10 +503,8 @@ _NO_EPISODES: dict[Dialect, str] = {
     "postgres": "0 AS episodes, 0 AS resolved_episodes, 0 AS quick_episodes, "
     "CAST(0 AS double precision) AS resolved_ns",
 }
-_SEGMENT_COLUMNS = (
-    "key_id, events, firing, resolved, notifications, first_seen, first_id, first_status,"
-    " last_status, flaps, change_seen, change_id"
-)
+#: what `k0` sums of each segment
+_SEGMENT_COLUMNS = "key_id, events, firing, notifications, flaps, first_seen"
 # what `cs` reads of the rollup's segments after key_id and start
 _CANDIDATE_COLUMNS = (
     "first_seen, first_id, first_status, last_status, flaps, change_seen, change_id"
@@ -515,9 +513,8 @@ _CANDIDATE_COLUMNS = (
 # bigints as numeric)
 _RAW_SEGMENT_COLUMNS = (
     "key_id, CAST(events AS integer) AS events, CAST(firing AS integer) AS firing,"
-    " CAST(resolved AS integer) AS resolved, CAST(notifications AS integer) AS notifications,"
-    " first_seen, first_id, first_status, last_status, CAST(flaps AS integer) AS flaps,"
-    " change_seen, change_id"
+    " CAST(notifications AS integer) AS notifications, CAST(flaps AS integer) AS flaps,"
+    " first_seen"
 )
 
 # Everything in one statement: per (alertname, namespace) the totals (part 0), top_alerts (part
@@ -554,13 +551,13 @@ _BY_KEY = """
 WITH r AS ({raw}),
 {segments},
 seg AS NOT MATERIALIZED (
-    SELECT bucket * {hour_ns} AS start, {raw_columns}{raw_episodes} FROM rs
+    SELECT {raw_columns}{raw_episodes} FROM rs
     UNION ALL
-    SELECT day * {day_ns}, {columns}{episodes} FROM report_days WHERE {rolled}
+    SELECT {columns}{episodes} FROM report_days WHERE {rolled}
     UNION ALL
-    SELECT hour * {hour_ns}, {columns}{episodes} FROM report_hours WHERE {rolled_hours}
+    SELECT {columns}{episodes} FROM report_hours WHERE {rolled_hours}
     UNION ALL
-    SELECT lo * {hour_ns}, {columns}{episodes} FROM report_spans WHERE {rolled_spans}
+    SELECT {columns}{episodes} FROM report_spans WHERE {rolled_spans}
 ), k0 AS NOT MATERIALIZED (
     SELECT key_id, sum(events) AS events, sum(firing) AS firing,
            sum(notifications) AS notifications,
