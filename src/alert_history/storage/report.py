@@ -685,15 +685,13 @@ SELECT 4, 0, NULL, NULL, CAST(coalesce(sum(episodes), 0) AS bigint),
        CAST(coalesce(sum(resolved), 0) AS bigint), CAST(coalesce(sum(quick), 0) AS bigint), NULL
 FROM a
 UNION ALL
-SELECT 5, place, alertname, NULL, CAST(resolved AS bigint), NULL, NULL, mttr
-FROM (SELECT alertname, resolved,
-             ns / CAST(resolved AS double precision) / 1000000000 AS mttr,
-             row_number() OVER (
-                 ORDER BY ns / CAST(resolved AS double precision) DESC,
-                          alertname {bytewise}) AS place
+SELECT 5, row_number() OVER (ORDER BY mean DESC, alertname {bytewise}), alertname, NULL,
+       CAST(resolved AS bigint), NULL, NULL, mean / 1000000000
+FROM (SELECT alertname, resolved, ns / CAST(resolved AS double precision) AS mean
       FROM a
-      WHERE resolved > 0) AS t
-WHERE place <= ?{v2_part}
+      WHERE resolved > 0
+      ORDER BY ns / CAST(resolved AS double precision) DESC, alertname {bytewise}
+      LIMIT ?) AS t{v2_part}
 """
 
 # The sums per alertname (`ka`): from report_names_* (migration 0012) over the same days, hours
