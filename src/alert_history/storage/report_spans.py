@@ -236,7 +236,11 @@ async def build_all(storage: Storage, now_ns: int, *, pause: float = 0.0) -> int
     unit wait for a later round."""
 
     def state(db: Db) -> tuple[tuple[int, int] | None, set[Span], set[int], set[int]]:
-        row = db.fetchone("SELECT min(hour), max(hour) FROM report_hours")
+        # one aggregate each: SQLite reads a min() or max() alone off the index, both together
+        # by a scan of every row
+        row = db.fetchone(
+            "SELECT (SELECT min(hour) FROM report_hours), (SELECT max(hour) FROM report_hours)"
+        )
         spans = db.fetchall("SELECT lo, hi FROM report_spans_built")
         days = db.fetchall("SELECT day FROM report_dirty")
         hours = db.fetchall("SELECT hour FROM report_dirty_hours")
