@@ -827,14 +827,14 @@ def _by_key(db: Db, query: ReportQuery, keys: _Keys, window: _Split, by_hours: _
         names_keys, names_args = "1 = 1", list[object]()
         if query.alertname is not None:
             names_keys, names_args = "alertname = ?", [query.alertname]
-        names_days, days_args = by_hours.rolled_days(names_keys, names_args)
-        names_hours, hours_args = by_hours.rolled_hours(names_keys, names_args)
-        names_spans, spans_args = by_hours.rolled_spans(names_keys, names_args)
+        names_days, names_days_args = by_hours.rolled_days(names_keys, names_args)
+        names_hours, names_hours_args = by_hours.rolled_hours(names_keys, names_args)
+        names_spans, names_spans_args = by_hours.rolled_spans(names_keys, names_args)
         ka = _KA_FROM_NAMES.format(
             no_episodes=_NO_EPISODES[db.dialect], name_columns=spans.NAME_COLUMNS,
             names_days=names_days, names_hours=names_hours, names_spans=names_spans,
         )  # fmt: skip
-        ka_args = [*days_args, *hours_args, *spans_args]
+        ka_args = [*names_days_args, *names_hours_args, *names_spans_args]
     else:
         ka = _KA_FROM_KEYS
     sql = _BY_KEY.format(
