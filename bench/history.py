@@ -71,6 +71,8 @@ class Query:
     base: str = "/history"
     #: p95 target in ms when it is not the backend's /history target (issue #4's endpoints)
     target_ms: float | None = None
+    #: parameters computed when the row is prepared (times relative to the wall clock)
+    at_request: Callable[[], dict[str, str]] | None = None
 
     def path(self, extra: dict[str, str] | None = None) -> str:
         params = dict(self.params, **(extra or {}))
@@ -165,6 +167,13 @@ def _day(ns: int) -> str:
     return datetime.fromtimestamp(ns // 1_000_000_000, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def _seven_days_ago() -> dict[str, str]:
+    """`since` as a dashboard asks for the last 7 days: 7 days before the start of the hour
+    (the data ends at the hour the section started, which the row may run after)."""
+    hour = 3_600 * 10**9
+    return {"since": _day(time.time_ns() // hour * hour - 7 * 86_400 * 10**9)}
+
+
 def queries(data: Dataset) -> list[Query]:
     spec = data.spec
     by_count = data.alertname_counts.most_common()
@@ -226,10 +235,11 @@ def queries(data: Dataset) -> list[Query]:
         Query(
             "report-7d",
             "/report?days=7&since=<7 days ago> (v1 + v2 + summary over 7 days; target 200 ms)",
-            {"days": "7", "since": _day(spec.start_ns + (spec.days - 7) * 86_400 * 10**9)},
+            {"days": "7"},
             None,
             base="/report",
             target_ms=200.0,
+            at_request=_seven_days_ago,
         ),
         Query(
             "timeline",
@@ -265,7 +275,7 @@ def _probe(server: Server, path: str) -> tuple[int, dict[str, Any] | None, str]:
 
 def prepare(server: Server, query: Query, backend: str, unfiltered: int | None) -> Row:
     """One plain GET (following cursors first): is the row measurable, and is it right?"""
-    row = Row(query, backend, path=query.path())
+    row = Row(query, backend, path=query.path(query.at_request() if query.at_request else None))
     for _ in range(query.follow):
         status, doc, text = _probe(server, row.path)
         cursor = doc.get("next_cursor") if doc else None
@@ -636,7 +646,9 @@ def render(res: HistoryResults) -> list[str]:
         "- Before a row is timed one plain GET checks it: `total` must equal the count computed "
         "from the generated rows and every returned event must match the filter. The cursor "
         f"row follows `next_cursor` {CURSOR_PAGE - 1} times (limit {PAGE_LIMIT}) and then "
-        f"times the request for page {CURSOR_PAGE} over and over.",
+        f"times the request for page {CURSOR_PAGE} over and over. The report row's `since` is "
+        "7 days before the start of the hour in which the row runs, as a dashboard asks for the "
+        "last 7 days.",
         "- *count ms* / *page ms*: after the service stopped, the two statements the service "
         "runs for the row (`SELECT count(*) ... WHERE` for `total`, then the page `ORDER BY id "
         "DESC LIMIT 101`), built by the service's own `history_filters`, timed directly on the "

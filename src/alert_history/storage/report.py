@@ -824,9 +824,7 @@ def _by_key(db: Db, query: ReportQuery, keys: _Keys, window: _Split, by_hours: _
     by_names = query.namespace is None
     ka_args: list[object] = []
     if by_names:  # the sums per alertname from report_names_*
-        names_keys, names_args = "1 = 1", list[object]()
-        if query.alertname is not None:
-            names_keys, names_args = "alertname = ?", [query.alertname]
+        names_keys, names_args = _names_filter(query)
         names_days, names_days_args = by_hours.rolled_days(names_keys, names_args)
         names_hours, names_hours_args = by_hours.rolled_hours(names_keys, names_args)
         names_spans, names_spans_args = by_hours.rolled_spans(names_keys, names_args)
@@ -992,11 +990,21 @@ _V2_ROLLED = (
     " sum(resolved) AS resolved FROM {table} WHERE {where} GROUP BY key_id) AS x"
     " JOIN report_keys ON report_keys.id = x.key_id"
 )
+#: by alertname from the sums per alertname (report_names_*) when no namespace filter holds
+_V2_ROLLED_NAMES = "SELECT alertname, events, firing, events - firing FROM {table} WHERE {where}"
 _V2_ROLLED_STATUS = (
     "SELECT 'firing', firing, firing, 0 FROM {table} WHERE {where} AND firing > 0 "
     "UNION ALL "
     "SELECT 'resolved', resolved, 0, resolved FROM {table} WHERE {where} AND resolved > 0"
 )
+
+
+def _names_filter(query: ReportQuery) -> tuple[str, list[object]]:
+    """The key filters on report_names_* rows (an alertname; never a namespace)."""
+    assert query.namespace is None
+    if query.alertname is None:
+        return "1 = 1", []
+    return "alertname = ?", [query.alertname]
 
 
 def _v2(db: Db, query: ReportQuery, keys: _Keys, units: _Units) -> ReportV2:
@@ -1009,13 +1017,19 @@ def _v2(db: Db, query: ReportQuery, keys: _Keys, units: _Units) -> ReportV2:
     minus, minus_args = window.minus_rows("alertname, namespace, status", keys.raw, keys.args)
     key = _GROUP_KEYS.get(query.group_by, "'all'")
     template = _V2_ROLLED_STATUS if query.group_by == "status" else _V2_ROLLED
+    rolled_keys, rolled_key_args = keys.rolled, keys.args
+    by_names = query.group_by == "alertname" and query.namespace is None
+    if by_names:
+        template = _V2_ROLLED_NAMES
+        rolled_keys, rolled_key_args = _names_filter(query)
     rolled_parts: list[str] = []
     rolled_args: list[object] = []
     for table, (where, args) in (
-        ("report_days", window.rolled_days(keys.rolled, keys.args)),
-        ("report_hours", window.rolled_hours(keys.rolled, keys.args)),
-        ("report_spans", window.rolled_spans(keys.rolled, keys.args)),
+        ("report_days", window.rolled_days(rolled_keys, rolled_key_args)),
+        ("report_hours", window.rolled_hours(rolled_keys, rolled_key_args)),
+        ("report_spans", window.rolled_spans(rolled_keys, rolled_key_args)),
     ):
+        table = spans.NAMES[table] if by_names else table
         rolled_parts.append(template.format(key=key, table=table, where=where))
         rolled_args += [*args, *args] if query.group_by == "status" else args
     sql = _V2.format(
