@@ -1029,8 +1029,8 @@ def _v2(db: Db, query: ReportQuery, keys: _Keys, units: _Units) -> ReportV2:
         ("report_hours", window.rolled_hours(rolled_keys, rolled_key_args)),
         ("report_spans", window.rolled_spans(rolled_keys, rolled_key_args)),
     ):
-        table = spans.NAMES[table] if by_names else table
-        rolled_parts.append(template.format(key=key, table=table, where=where))
+        read = spans.NAMES[table] if by_names else table
+        rolled_parts.append(template.format(key=key, table=read, where=where))
         rolled_args += [*args, *args] if query.group_by == "status" else args
     sql = _V2.format(
         raw=raw,
