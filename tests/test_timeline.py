@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import httpx
+import msgspec
 
 from alert_history.actors import metrics as metrics_actor
 from alert_history.domain.episodes import NS, StateChange, build_timeline
 from alert_history.domain.flapping import FlappingPolicy
 from alert_history.models import AlertEvent
 from alert_history.storage import Db, Storage
-from alert_history.storage.timeline import count_stale_firing, state_changes
+from alert_history.storage.timeline import AlertStates, alert_states, count_stale_firing
 from alert_history.telemetry import Metrics
 from tests.support import alert, encode, webhook
 
@@ -72,18 +73,26 @@ def event(fp: str, status: str, starts: int, received: int, ends: int = 0) -> Al
 async def test_state_changes_and_stale_episodes_on_every_backend(storage: Storage) -> None:
     await storage.write_events([event("a", "firing", T0, T0)])
     await storage.write_events([event("a", "resolved", T0, T0 + MIN, ends=T0 + MIN)])
-    await storage.write_events([event("a", "firing", T0 + HOUR, T0 + HOUR)])
+    relabelled = {"alertname": "a", "team": "db"}  # the newest state's labels are the ones shown
+    newest = msgspec.structs.replace(event("a", "firing", T0 + HOUR, T0 + HOUR), labels=relabelled)
+    await storage.write_events([newest])
     await storage.write_events([event("quiet", "firing", T0, T0)])
     await storage.write_events([event("busy", "firing", T0, T0)])
     await storage.write_events([event("busy", "firing", T0, T0 + 5 * HOUR)])  # re-notified
 
-    def read(db: Db) -> tuple[list[StateChange], int]:
-        return state_changes(db, "a"), count_stale_firing(db, cutoff=T0 + 4 * HOUR)
+    def read(db: Db) -> tuple[AlertStates | None, AlertStates | None, int]:
+        return (
+            alert_states(db, "a"),
+            alert_states(db, "nobody"),
+            count_stale_firing(db, cutoff=T0 + 4 * HOUR),
+        )
 
-    changes, stale = await storage.read(read)
-    assert [(c.status, c.starts_at) for c in changes] == [
+    states, nobody, stale = await storage.read(read)
+    assert states is not None and nobody is None
+    assert [(c.status, c.starts_at) for c in states.changes] == [
         ("firing", T0), ("resolved", T0), ("firing", T0 + HOUR)
     ]  # fmt: skip
+    assert (states.alertname, states.labels) == ("a", relabelled)
     assert stale == 2  # "quiet" and the second episode of "a"; "busy" was notified lately
 
     metrics = Metrics()

@@ -65,21 +65,19 @@ def format_ns(ns: int) -> str | None:
     """Format as RFC 3339 in UTC like Go's RFC3339Nano (trailing zeros trimmed); None for none."""
     if ns == NONE_NS:
         return None
-    # by hand but for the date: a timeline or a page of history formats hundreds of times
+    # by hand but for the minute: a timeline or a page of history formats hundreds of times
     seconds, nanos = divmod(ns, 1_000_000_000)
-    days, second_of_day = divmod(seconds, 86_400)
-    hours, rest = divmod(second_of_day, 3600)
-    minutes, secs = divmod(rest, 60)
-    base = _date_prefix(days) + _TWO[hours] + ":" + _TWO[minutes] + ":" + _TWO[secs]
+    minutes, secs = divmod(seconds, 60)
     if nanos:
-        return base + ("." + str(1_000_000_000 + nanos)[1:]).rstrip("0") + "Z"
-    return base + "Z"
+        fraction = ("." + str(1_000_000_000 + nanos)[1:]).rstrip("0")
+        return _minute_prefix(minutes) + _TWO[secs] + fraction + "Z"
+    return _minute_prefix(minutes) + _TWO[secs] + "Z"
 
 
 @functools.lru_cache(maxsize=4096)
-def _date_prefix(days: int) -> str:
-    """`YYYY-MM-DDT` of a day counted from the epoch (as strftime writes it)."""
-    return (_EPOCH + timedelta(days=days)).strftime("%Y-%m-%dT")
+def _minute_prefix(minutes: int) -> str:
+    """`YYYY-MM-DDTHH:MM:` of a minute counted from the epoch (as strftime writes it)."""
+    return (_EPOCH + timedelta(minutes=minutes)).strftime("%Y-%m-%dT%H:%M:")
 
 
 def parse_query_time(text: str) -> int:
