@@ -25,6 +25,7 @@ import time
 import urllib.parse
 from collections import Counter
 from collections.abc import Callable
+from contextlib import suppress
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from functools import partial
@@ -143,6 +144,8 @@ class BackendRun:
     peak_rss_kb: int
     startup_s: float
     returncode: int | None
+    #: the report statement's ms (median) by the hour of day of `since` (`time_report_hours`)
+    report_by_hour: dict[int, float] | None = None
 
 
 @dataclass
@@ -417,6 +420,46 @@ def time_statements(rows: list[Row], loaded: Loaded) -> None:
         conn.close()
 
 
+def time_report_hours(loaded: Loaded, repeats: int = 3) -> dict[int, float] | None:
+    """The report row's work by the hour of day of its `since` (service stopped).
+
+    The report row asks for the 7 days before the start of the hour it runs in, so its cost
+    depends on the hour: a `since` at midnight reads whole days, one at 01:00 the 23 hours of
+    its first day from hourly spans and episodes. Here `build_report` (the service's code, one
+    connection, what a request runs but HTTP) for `since` at each hour of the day 7 days ago.
+    """
+    try:
+        from alert_history.storage.executor import PostgresDb, SqliteDb
+        from alert_history.storage.report import ReportQuery, build_report
+    except ImportError as exc:  # the service's report module changed under us
+        print(f"  ! report by hour not timed: {exc}", flush=True)
+        return None
+    hour, day = 3_600 * 10**9, 86_400 * 10**9
+    now = time.time_ns()
+    base = (now - 7 * day) // day * day
+    db: Any
+    if loaded.backend == "SQLite":
+        with suppress(ImportError):  # as the service does before its first connection
+            from alert_history.storage.sqlite_library import statistics_off
+
+            statistics_off()
+        conn: Any = sqlite3.connect(loaded.url[len("sqlite:///") :], isolation_level=None)
+        db = SqliteDb(conn)
+    else:
+        conn = psycopg.connect(loaded.url, autocommit=True, options="-c jit=off")
+        db = PostgresDb(conn)
+    try:
+        return {
+            h: _timed(
+                partial(build_report, db, ReportQuery(now=now, since=base + h * hour, days=7)),
+                repeats,
+            )
+            for h in range(24)
+        }
+    finally:
+        conn.close()
+
+
 # -- one backend ------------------------------------------------------------------------------
 
 
@@ -510,7 +553,8 @@ def run_backend(
     if server.returncode != 0:
         print(f"  ! history {tag}: exit code {server.returncode}\n{server.log_tail()}", flush=True)
     time_statements(rows, loaded)
-    return BackendRun(loaded, rows, peak, server.startup_s, server.returncode)
+    by_hour = time_report_hours(loaded) if any(r.query.key == "report-7d" for r in rows) else None
+    return BackendRun(loaded, rows, peak, server.startup_s, server.returncode, by_hour)
 
 
 def run(
@@ -784,6 +828,7 @@ def render(res: HistoryResults) -> list[str]:
             ],
             "llrrrrrr",
         )
+    lines += _by_hour(res)
     lines += ["", "### Targets", ""]
     for r in res.runs:
         measured = [row for row in r.rows if row.measured]
@@ -813,6 +858,50 @@ def render(res: HistoryResults) -> list[str]:
     lines.append("")
     lines += notes(res)
     return lines
+
+
+def _by_hour(res: HistoryResults) -> list[str]:
+    runs = [r for r in res.runs if r.report_by_hour]
+    if not runs:
+        return []
+    lines = [
+        "",
+        "The report row's `since` is 7 days before the start of the hour it runs in, so its "
+        "work depends on the hour of day: `since` at midnight reads whole days from the "
+        "rollup, at 01:00 the first day's 23 hours from hourly spans plus the episodes that "
+        "cross their hours. `build_report` (the service's code on one connection, the "
+        "service stopped; no HTTP) for `since` at each hour of the day 7 days ago, median of 3, "
+        "ms:",
+        "",
+    ]
+    table = [
+        [f"{h:02d}:00"] + [_ms((r.report_by_hour or {}).get(h)) for r in runs] for h in range(24)
+    ]
+    lines += _table(["since at", *[r.loaded.backend for r in runs]], table, "l" + "r" * len(runs))
+    lines.append("")
+    for r in runs:
+        by_hour = r.report_by_hour or {}
+        slow, fast = max(by_hour, key=by_hour.__getitem__), min(by_hour, key=by_hour.__getitem__)
+        wrk_row = next((row for row in r.rows if row.query.key == "report-7d"), None)
+        asked = _since_hour(wrk_row.path) if wrk_row else None
+        lines.append(
+            f"- {r.loaded.backend}: slowest {by_hour[slow]:,.1f} ms (since at {slow:02d}:00), "
+            f"fastest {by_hour[fast]:,.1f} ms ({fast:02d}:00): ×{by_hour[slow] / by_hour[fast]:.2f}"
+            + (
+                f"; the wrk row above asked since {asked:02d}:00"
+                f" ({_ms(by_hour.get(asked))} ms here)"
+                if asked is not None
+                else ""
+            )
+            + "."
+        )
+    return lines
+
+
+def _since_hour(path: str) -> int | None:
+    """The hour of day of a report path's `since` (`...&since=2026-11-21T01:00:00Z`)."""
+    since = urllib.parse.parse_qs(urllib.parse.urlsplit(path).query).get("since")
+    return parse_rfc3339_ns(since[0]) // (3_600 * 10**9) % 24 if since else None
 
 
 def notes(res: HistoryResults) -> list[str]:
