@@ -21,6 +21,8 @@ import inspect
 import json
 import os
 import sqlite3
+import subprocess
+import sys
 import time
 import urllib.parse
 from collections import Counter
@@ -426,38 +428,54 @@ def time_report_hours(loaded: Loaded, repeats: int = 3) -> dict[int, float] | No
     The report row asks for the 7 days before the start of the hour it runs in, so its cost
     depends on the hour: a `since` at midnight reads whole days, one at 01:00 the 23 hours of
     its first day from hourly spans and episodes. Here `build_report` (the service's code, one
-    connection, what a request runs but HTTP) for `since` at each hour of the day 7 days ago.
+    connection, what a request runs but HTTP) for `since` at each hour of the day 7 days ago,
+    in a fresh interpreter: SQLite's memory statistics go off there as in the service (in this
+    process the loader's connections keep them on, which costs ~20 % per report).
     """
-    try:
-        from alert_history.storage.executor import PostgresDb, SqliteDb
-        from alert_history.storage.report import ReportQuery, build_report
-    except ImportError as exc:  # the service's report module changed under us
-        print(f"  ! report by hour not timed: {exc}", flush=True)
+    code = "import sys; from bench.history import _report_hours; _report_hours(*sys.argv[1:])"
+    done = subprocess.run(
+        [sys.executable, "-c", code, loaded.backend, loaded.url, str(repeats)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    if done.returncode != 0:
+        print(f"  ! report by hour not timed: {done.stderr.strip()[-500:]}", flush=True)
         return None
+    return {int(h): ms for h, ms in json.loads(done.stdout).items()}
+
+
+def _report_hours(backend: str, url: str, repeats: str) -> None:
+    """`time_report_hours` in its own interpreter: prints {hour: ms} as JSON."""
+    from alert_history.storage.executor import PostgresDb, SqliteDb
+    from alert_history.storage.report import ReportQuery, build_report
+
     hour, day = 3_600 * 10**9, 86_400 * 10**9
     now = time.time_ns()
     base = (now - 7 * day) // day * day
     db: Any
-    if loaded.backend == "SQLite":
+    if backend == "SQLite":
         with suppress(ImportError):  # as the service does before its first connection
             from alert_history.storage.sqlite_library import statistics_off
 
             statistics_off()
-        conn: Any = sqlite3.connect(loaded.url[len("sqlite:///") :], isolation_level=None)
+        conn: Any = sqlite3.connect(url[len("sqlite:///") :], isolation_level=None)
         db = SqliteDb(conn)
     else:
-        conn = psycopg.connect(loaded.url, autocommit=True, options="-c jit=off")
+        conn = psycopg.connect(url, autocommit=True, options="-c jit=off")
         db = PostgresDb(conn)
     try:
-        return {
+        by_hour = {
             h: _timed(
                 partial(build_report, db, ReportQuery(now=now, since=base + h * hour, days=7)),
-                repeats,
+                int(repeats),
             )
             for h in range(24)
         }
     finally:
         conn.close()
+    print(json.dumps(by_hour))
 
 
 # -- one backend ------------------------------------------------------------------------------
