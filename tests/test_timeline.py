@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import httpx
 import msgspec
+import pytest
 
 from alert_history.actors import metrics as metrics_actor
 from alert_history.domain.episodes import NS, StateChange, build_timeline
 from alert_history.domain.flapping import FlappingPolicy
 from alert_history.models import AlertEvent
-from alert_history.storage import Db, Storage
+from alert_history.storage import Db, Storage, timeline
 from alert_history.storage.timeline import AlertStates, alert_states, count_stale_firing
 from alert_history.telemetry import Metrics
 from tests.support import alert, encode, webhook
@@ -98,6 +99,23 @@ async def test_state_changes_and_stale_episodes_on_every_backend(storage: Storag
     metrics = Metrics()
     await metrics_actor.sample(storage, metrics, stale_cutoff=T0 + 4 * HOUR)
     assert "alert_history_stale_firing_episodes 2.0" in metrics.render().decode()
+
+
+async def test_states_come_in_the_order_received_and_only_the_newest(
+    storage: Storage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # received out of insertion order, two at the same time (then the earlier insert first)
+    received = [3, 1, 8, 5, 8, 9, 2, 6]
+    for n, minute in enumerate(received):
+        await storage.write_events([event("t", "firing", T0 + n * HOUR, T0 + minute * MIN)])
+    monkeypatch.setattr(timeline, "MAX_CHANGES", 5)
+
+    states = await storage.read(lambda db: alert_states(db, "t"))
+
+    assert states is not None
+    expected = sorted(range(len(received)), key=lambda n: (received[n], n))[-5:]
+    assert [c.starts_at for c in states.changes] == [T0 + n * HOUR for n in expected]
+    assert [c.first_seen for c in states.changes] == [T0 + received[n] * MIN for n in expected]
 
 
 async def test_timeline_endpoint_shows_changes_episodes_and_flapping(
