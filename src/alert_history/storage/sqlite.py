@@ -14,8 +14,10 @@ import sqlite3
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import TypeVar
+from operator import itemgetter
+from typing import Any, TypeVar
 
+import msgspec
 import trio
 
 from alert_history.domain import sqlite_regexp
@@ -116,6 +118,13 @@ WHERE excluded.starts_at > alert_current.starts_at
 
 
 _EVENT_COLUMNS = EVENT_COLUMNS.format(labels="labels", annotations="annotations")
+_EVENT_NAMES = (  # the names of _EVENT_COLUMNS's results, in order
+    "id, fingerprint, status, starts_at, ends_at, alertname, namespace, severity, labels,"
+    " annotations, generator_url, receiver, source, first_seen, last_seen, notify_count,"
+    " filter_decision, extra"
+)
+_decode_rows = msgspec.json.Decoder(list[tuple[Any, ...]]).decode
+_ID = itemgetter(0)
 
 
 def sqlite_path(url: str) -> str:
@@ -412,9 +421,15 @@ def _history_sync(conn: sqlite3.Connection, q: HistoryQuery) -> HistoryPage:
     if q.before_id is not None:
         filters += " AND id < ?"
         args.append(q.before_id)
-    rows = conn.execute(
-        page_matching(_EVENT_COLUMNS, filters, q, "?"), [*args, q.limit + 1, q.offset]
-    ).fetchall()
+    # the page as one row (see alert_states in storage/timeline.py): each of 100 rows would take
+    # the GIL back from the event loop's thread
+    page = page_matching(_EVENT_COLUMNS, filters, q, "?")
+    (packed,) = conn.execute(
+        f"SELECT json_group_array(json_array({_EVENT_NAMES})) FROM ({page})",
+        [*args, q.limit + 1, q.offset],
+    ).fetchone()
+    rows = _decode_rows(packed)
+    rows.sort(key=_ID, reverse=True)  # newest first, as the page; an aggregate keeps no order
     events = [row_to_event(row) for row in rows[: q.limit]]
     next_id = events[-1].id if len(rows) > q.limit else None
     return HistoryPage(events, min(total, q.count_limit), next_id, total > q.count_limit)
