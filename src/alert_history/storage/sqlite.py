@@ -118,11 +118,8 @@ WHERE excluded.starts_at > alert_current.starts_at
 
 
 _EVENT_COLUMNS = EVENT_COLUMNS.format(labels="labels", annotations="annotations")
-_EVENT_NAMES = (  # the names of _EVENT_COLUMNS's results, in order
-    "id, fingerprint, status, starts_at, ends_at, alertname, namespace, severity, labels,"
-    " annotations, generator_url, receiver, source, first_seen, last_seen, notify_count,"
-    " filter_decision, extra"
-)
+#: the names of _EVENT_COLUMNS's results, in order (`x`, `... AS x`)
+_EVENT_NAMES = ", ".join(c.rsplit(" AS ", 1)[-1].strip() for c in _EVENT_COLUMNS.split(","))
 _decode_rows = msgspec.json.Decoder(list[tuple[Any, ...]]).decode
 _ID = itemgetter(0)
 
