@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import calendar
 import contextlib
+import itertools
 import statistics
 import threading
 import uuid
@@ -1083,11 +1084,21 @@ async def span_rows(storage: Storage) -> dict[tuple[int, int], list[tuple[Any, .
     return spans
 
 
+def fortnight_spans(db: Db) -> list[Any]:
+    """The built spans that end within the fortnight's data but the trailing ones (refresh_all
+    also builds the trailing spans for its `now`, and the aligned spans in them after it)."""
+    return db.fetchall(
+        "SELECT lo, hi FROM report_spans_built b WHERE hi < ? AND NOT EXISTS ("
+        " SELECT 1 FROM report_spans_trailing t WHERE t.lo = b.lo AND t.hi = b.hi)",
+        [(T0 + 14 * DAY) // HOUR],
+    )
+
+
 async def test_reports_read_spans_and_keep_the_legacy_numbers(storage: Storage) -> None:
     await write(storage, fortnight())
     assert await refresh_all(storage) == 14
     await assert_names_add_up(storage)
-    built = await storage.read(lambda db: db.fetchall("SELECT lo, hi FROM report_spans_built"))
+    built = await storage.read(fortnight_spans)
     sizes = Counter(int(hi) - int(lo) + 1 for lo, hi in built)
     assert {2, 4, 8, 16, 48, 96, 192} <= set(sizes)
     assert await assert_fortnight(storage) >= 15
@@ -1117,7 +1128,7 @@ async def test_reports_read_spans_and_keep_the_legacy_numbers(storage: Storage) 
     await storage.write_events([late])
     assert await assert_fortnight(storage) >= 10  # the spans without those days still serve
     await refresh_all(storage, now_ns=FORTNIGHT_NOW)
-    rebuilt = await storage.read(lambda db: db.fetchall("SELECT lo, hi FROM report_spans_built"))
+    rebuilt = await storage.read(fortnight_spans)
     assert sorted(map(tuple, rebuilt)) == sorted(map(tuple, built))
     assert await assert_fortnight(storage) >= 15
     await assert_names_add_up(storage)
@@ -1213,3 +1224,105 @@ async def test_v2_from_v1s_window_equals_its_own(storage: Storage) -> None:
                     assert result.v2 == expected_v2(chosen, now, 7, group_by), (since, until)
                     folded += not any("HAVING sum(n) > 0\nORDER BY key" in s for s in statements)
     assert folded == 3 * 3 * 4 * 2  # the windows within an hour of each other at both ends
+
+
+class _ParamSpy(_SqlSpy):
+    """A Db that keeps the parameters of the statements it runs too."""
+
+    def __init__(self, db: Db) -> None:
+        super().__init__(db)
+        self.params: list[object] = []
+
+    def fetchall(self, sql: str, params: Sequence[object] = ()) -> list[Any]:
+        self.params += params
+        return super().fetchall(sql, params)
+
+
+async def trailing_spans(storage: Storage) -> list[tuple[int, int]]:
+    rows = await storage.read(lambda db: db.fetchall("SELECT lo, hi FROM report_spans_trailing"))
+    return sorted((int(lo), int(hi)) for lo, hi in rows)
+
+
+async def test_trailing_spans_serve_a_report_since_any_hour_and_keep_the_legacy_numbers(
+    storage: Storage,
+) -> None:
+    """A trailing span runs from a report's first whole hour to the end of yesterday, merged
+    from what the report would read for those hours: the numbers stay the legacy ones, with
+    repeats added by the trigger and after a late row inside it, which drops it."""
+    await write(storage, fortnight())
+    await refresh_all(storage, now_ns=FORTNIGHT_NOW)
+    rows = await stored_rows(storage)
+    now_hour = FORTNIGHT_NOW // HOUR
+    end = (now_hour // 24) * 24 - 1  # the last hour of yesterday
+
+    async def assert_windows(first_hour: int) -> int:
+        """The legacy numbers for windows from `first_hour`; how many read a trailing span."""
+        read_it = 0
+        for until in (None, T0 + 12 * DAY + 3 * HOUR, T0 + 15 * DAY):
+            since = first_hour * HOUR
+            query = ReportQuery(now=FORTNIGHT_NOW, since=since, until=until, min_flap=2, top=10)
+
+            def report(db: Db, query: ReportQuery = query) -> tuple[Report, list[object]]:
+                spy = _ParamSpy(db)
+                return build_report(spy, query), spy.params  # type: ignore[arg-type]
+
+            result, params = await storage.read(report)
+            chosen = select(rows, None, None, since, until)
+            assert result.v1 == report_v1(v1_rows(chosen), min_flap=2, top=10), (since, until)
+            assert_summary(result, chosen, top=10, since=since, until=until, now=FORTNIGHT_NOW)
+            trailing = await trailing_spans(storage)
+            pairs = set(itertools.pairwise(params))
+            read_it += any(lo == first_hour and (lo, hi) in pairs for lo, hi in trailing)
+        return read_it
+
+    for hours_back in (7 * 24, 7 * 24 - 5, 9 * 24 + 13, 12 * 24 - 1):
+        first_hour = now_hour - hours_back
+        await report_spans.build_trailing(storage, FORTNIGHT_NOW, hours_back=hours_back)
+        trailing = await trailing_spans(storage)
+        assert trailing and all(hi == end and lo >= first_hour for lo, hi in trailing)
+        assert (first_hour, end) in trailing or report_spans.is_aligned((first_hour, end))
+        # a report since then reads it, until the end of yesterday or later
+        assert await assert_windows(first_hour) >= 1 or (first_hour, end) not in trailing
+    await assert_names_add_up(storage)
+    # repeats of states inside it add to it, as to the days and hours it was merged from
+    first_hour = now_hour - (9 * 24 + 13)
+    await report_spans.build_trailing(storage, FORTNIGHT_NOW, hours_back=9 * 24 + 13)
+    before = (await span_rows(storage))[(first_hour, end)]
+    repeats = [
+        msgspec.structs.replace(e, received_at=e.received_at + 5 * DAY + HOUR, notify_count=4)
+        for batch in fortnight()[-30:]
+        for e in batch
+        if e.status == "firing"
+    ]
+    await storage.write_events(repeats)
+    rows = await stored_rows(storage)
+    after = (await span_rows(storage))[(first_hour, end)]
+    assert after != before and len(after) == len(before)
+    assert await assert_windows(first_hour) >= 1
+    # the same span built again from its (repeated) pieces has the same rows
+    await storage.write(lambda db: report_spans.drop(db, [(first_hour, end)]))
+    assert await report_spans.build_trailing(storage, FORTNIGHT_NOW, hours_back=9 * 24 + 13)
+    assert (await span_rows(storage))[(first_hour, end)] == after
+    # a late row on a day inside it: the day is stored again, which drops the span; reports
+    # read the pieces meanwhile, and the next round builds it again
+    late = msgspec.structs.replace(
+        at_minutes("DiskFull", "prod", "disk-1", "resolved", 7, 9, 70),
+        starts_at=m(7) + 10 * DAY + HOUR, ends_at=m(9) + 11 * DAY, received_at=m(9) + 11 * DAY,
+    )  # fmt: skip
+    await storage.write_events([late])
+    rows = await stored_rows(storage)
+    dirty = await storage.read(
+        lambda db: (
+            db.fetchall("SELECT hour FROM report_dirty_hours"),
+            db.fetchall("SELECT day FROM report_dirty"),
+        )
+    )
+    for (hour,) in dirty[0]:
+        assert await report_rollup.refresh_hour(storage, int(hour))
+    for (day,) in dirty[1]:
+        assert await report_rollup.refresh_day(storage, int(day))
+    assert dirty[1] and (first_hour, end) not in await trailing_spans(storage)
+    assert await assert_windows(first_hour) == 0
+    await report_spans.build_trailing(storage, FORTNIGHT_NOW, hours_back=9 * 24 + 13)
+    assert await assert_windows(first_hour) >= 1
+    await assert_names_add_up(storage)

@@ -207,6 +207,7 @@ async def test_pending_migrations_stop_start_up_when_auto_migrate_is_off(tmp_pat
         "report_spans",
         "report_hour_episodes",
         "report_names",
+        "report_trailing_spans",
     ]
     assert [m.name for m in await storage.migrate(dry_run=True)] == names
     assert [m.name for m in await storage.migrate()] == names

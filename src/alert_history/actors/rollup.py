@@ -3,9 +3,10 @@
 No inbox: every `interval` seconds it recomputes the dirty hours and days but today's, and
 today's day at most every `today_every` seconds (it is dirty again after every write; reports
 read its hours meanwhile), then builds the spans (storage/report_spans.py) of the finished hours
-and days that are missing. A refresh computes with reads and stores in a short write, so it
-never holds up ingest; if writes dirtied a day while it was computed, the next round tries
-again. Storage errors are logged and the next round tries again.
+and days that are missing, and the trailing spans from 7 days before the current hour. A
+refresh computes with reads and stores in a short write, so it never holds up ingest; if writes
+dirtied a day while it was computed, the next round tries again. Storage errors are logged and
+the next round tries again.
 """
 
 from __future__ import annotations

@@ -395,11 +395,17 @@ class _Split:
 
     def with_spans(self, units: _Units) -> _Split:
         """The same window with the built spans of clean days and hours that fit in it read
-        from report_spans in place of their days and hours."""
+        from report_spans in place of their days and hours: a trailing span from its first
+        whole hour (report_spans.build_trailing) where there is one, aligned spans for the
+        rest."""
         chosen: list[spans.Span] = []
-        day_spans = [s for s in units.built if spans.is_day_span(s)]
+        trailing = self._trailing(units)
+        after = None if trailing is None else trailing[1] // spans.HOURS_PER_DAY
+        day_spans = [s for s in units.built if spans.is_day_span(s) and spans.is_aligned(s)]
         if self.whole and day_spans:
             first = max(self.first_day, min(lo for lo, _ in day_spans) // spans.HOURS_PER_DAY)
+            if after is not None:
+                first = max(first, after + 1)
             last = max(hi for _, hi in day_spans) // spans.HOURS_PER_DAY
             if self.last_day is not None:
                 last = min(last, self.last_day)
@@ -408,25 +414,55 @@ class _Split:
                 unit=spans.HOURS_PER_DAY,
             )  # fmt: skip
         for first, last in self.hours:
+            if trailing is not None and trailing[0] <= first and last <= trailing[1]:
+                continue
             chosen += spans.cover(
                 first, last, spans.HOUR_SIZES, units.built, units.hours.__contains__, unit=1
             )
+        if trailing is not None:
+            chosen.insert(0, trailing)
         return replace(self, chosen=tuple(chosen))
+
+    def _trailing(self, units: _Units) -> spans.Span | None:
+        """The longest built trailing span that starts at the window's first whole hour and
+        ends by its last whole day, every day and hour of it clean."""
+        if not self.whole:
+            return None
+        day_start = self.first_day * spans.HOURS_PER_DAY
+        start = day_start
+        if self.hours and self.hours[0][0] < day_start:
+            if self.hours[0][1] != day_start - 1:
+                return None  # the first day's hours are cut (a dirty hour, a partial day)
+            start = self.hours[0][0]
+        best: spans.Span | None = None
+        for span in units.built:
+            lo, hi = span
+            if lo != start or spans.is_aligned(span) or (best is not None and hi <= best[1]):
+                continue
+            last = (hi + 1) // spans.HOURS_PER_DAY - 1
+            if (self.last_day is not None and last > self.last_day) or (hi + 1) % 24:
+                continue
+            if any(h in units.hours for h in range(lo, day_start)) or any(
+                d in units.days for d in range(self.first_day, last + 1)
+            ):
+                continue
+            best = span
+        return best
 
     def _outside(
         self, ranges: list[tuple[int, int | None]], day: bool
     ) -> list[tuple[int, int | None]]:
-        """`ranges` (inclusive, sorted, disjoint; None: unbounded) less the chosen spans of days
-        (`day`) or of hours, in days or hours."""
-        per = spans.HOURS_PER_DAY if day else 1
+        """`ranges` (inclusive, sorted, disjoint; None: unbounded) less the chosen spans, in
+        days (`day`: the whole days a span holds) or in hours (its hours)."""
+        per = spans.HOURS_PER_DAY
         covered = sorted(
-            (lo // per, hi // per) for lo, hi in self.chosen if spans.is_day_span((lo, hi)) == day
+            (-(-lo // per), (hi + 1) // per - 1) if day else (lo, hi) for lo, hi in self.chosen
         )
         out: list[tuple[int, int | None]] = []
         for first, last in ranges:
             start: int | None = first
             for lo, hi in covered:
-                if start is None or (last is not None and lo > last) or hi < start:
+                if hi < lo or start is None or (last is not None and lo > last) or hi < start:
                     continue
                 if lo > start:
                     out.append((start, lo - 1))

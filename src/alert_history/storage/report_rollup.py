@@ -389,8 +389,11 @@ def store(db: Db, computed: Computed) -> bool:
     db.execute(f"DELETE FROM {dirty} WHERE {unit} = ?", [computed.key])
     if day:
         spans.drop(db, spans.holding_day(computed.key))
+        first = computed.key * spans.HOURS_PER_DAY
+        spans.drop_trailing(db, first, first + spans.HOURS_PER_DAY - 1)
     else:
         spans.drop(db, spans.holding_hour(computed.key))
+        spans.drop_trailing(db, computed.key, computed.key)
     return True
 
 
@@ -435,4 +438,5 @@ async def refresh_all(
                 break
         await trio.sleep(pause)
     await spans.build_all(storage, time.time_ns() if now_ns is None else now_ns)
+    await spans.build_trailing(storage, time.time_ns() if now_ns is None else now_ns)
     return total

@@ -20,6 +20,12 @@ both inclusive (migrations 0010, 0011); report_names_spans holds its rows summed
   repeat notification to the spans holding its hour, as to its day and hour. So a span is always
   what its halves say, except while one of its units is dirty, and a report (`cover`) uses it
   only while none is.
+* Trailing spans (migration 0013): `build_trailing` merges, right to left, what a report since
+  a given hour (7 days before the current one) would read up to the end of yesterday, one
+  `link` of two parts at a time, keeping each step as a span of its own (the next hours' start
+  with them). They are named in report_spans_trailing, which the repeat trigger reads; a store
+  drops those holding its day or hour (`drop_trailing`), and each round those no longer
+  wanted.
 * On PostgreSQL `build` holds report_spans in SHARE ROW EXCLUSIVE mode, which waits for (and
   holds off) the stores and the notifications' trigger, which take ROW EXCLUSIVE first: its
   reads see every committed change of the halves, and a change after it sees the new span.
@@ -39,6 +45,9 @@ HOURS_PER_DAY = 24
 _NS_PER_HOUR = 3_600 * 1_000_000_000
 #: span sizes in hours, largest first: within a day, then runs of days (report_span_sizes)
 HOUR_SIZES = (16, 8, 4, 2)
+#: the trailing spans start this many hours before the current hour: GET /report?days=7 as a
+#: dashboard asks, since 7 days before the start of the hour
+TRAILING_HOURS = 7 * 24
 DAY_SIZES = (768, 384, 192, 96, 48)
 SIZES = HOUR_SIZES + DAY_SIZES
 
@@ -150,9 +159,10 @@ GROUP BY alertname
 """
 
 
-def _merge_names(span: Span) -> tuple[str, list[object]]:
-    """The INSERT of `span`'s sums per alertname from its halves', with its arguments."""
-    left, right = halves(span)
+def _merge_names(span: Span, parts: tuple[Span, Span] | None = None) -> tuple[str, list[object]]:
+    """The INSERT of `span`'s sums per alertname from its halves' (or `parts`'), with its
+    arguments."""
+    left, right = parts or halves(span)
     left_table, left_where, left_args = _half(left, "l")
     right_table, right_where, right_args = _half(right, "r")
     sql = _MERGE_NAMES.format(
@@ -162,9 +172,9 @@ def _merge_names(span: Span) -> tuple[str, list[object]]:
     return sql, [*span, *left_args, *right_args]
 
 
-def _merge(span: Span) -> tuple[str, list[object]]:
-    """The INSERT of `span`'s rows from its halves, with its arguments."""
-    left, right = halves(span)
+def _merge(span: Span, parts: tuple[Span, Span] | None = None) -> tuple[str, list[object]]:
+    """The INSERT of `span`'s rows from its halves (or `parts`), with its arguments."""
+    left, right = parts or halves(span)
     left_table, left_where, left_args = _half(left, "l")
     right_table, right_where, right_args = _half(right, "r")
     sql = _MERGE.format(
@@ -174,9 +184,11 @@ def _merge(span: Span) -> tuple[str, list[object]]:
     return sql, [*span, *left_args, *right_args, *left_args, *right_args]
 
 
-def _dirty(db: Db, span: Span) -> bool:
+def _dirty(db: Db, span: Span, *, hours: bool | None = None) -> bool:
+    """Whether a day (`hours` False) or an hour (True) of `span` is dirty; by default its days
+    for a days' span, its hours for an hours' span."""
     lo, hi = span
-    if is_day_span(span):
+    if not hours if hours is not None else is_day_span(span):
         sql = "SELECT 1 FROM report_dirty WHERE day BETWEEN ? AND ? LIMIT 1"
         return db.fetchone(sql, [lo // HOURS_PER_DAY, hi // HOURS_PER_DAY]) is not None
     sql = "SELECT 1 FROM report_dirty_hours WHERE hour BETWEEN ? AND ? LIMIT 1"
@@ -210,6 +222,7 @@ def drop(db: Db, spans: Iterable[Span]) -> None:
         if db.execute("DELETE FROM report_spans_built WHERE lo = ? AND hi = ?", [lo, hi]):
             db.execute("DELETE FROM report_spans WHERE lo = ? AND hi = ?", [lo, hi])
             db.execute("DELETE FROM report_names_spans WHERE lo = ? AND hi = ?", [lo, hi])
+            db.execute("DELETE FROM report_spans_trailing WHERE lo = ? AND hi = ?", [lo, hi])
 
 
 def wanted(first_hour: int, last_hour: int, finished: int) -> list[Span]:
@@ -228,6 +241,118 @@ def wanted(first_hour: int, last_hour: int, finished: int) -> list[Span]:
             if lo + size - 1 <= finished:
                 spans.append((lo, lo + size - 1))
     return spans
+
+
+def is_aligned(span: Span) -> bool:
+    """An aligned span: 2-16 hours from the start of a UTC day, or 2-32 days on the day number."""
+    lo, hi = span
+    size = hi - lo + 1
+    if size in HOUR_SIZES:
+        day_start = lo // HOURS_PER_DAY * HOURS_PER_DAY
+        return (lo - day_start) % size == 0 and lo + size <= day_start + HOURS_PER_DAY
+    return size in DAY_SIZES and lo % size == 0
+
+
+def drop_trailing(db: Db, first_hour: int, last_hour: int) -> None:
+    """Delete the trailing spans that hold any of the hours `first_hour`..`last_hour` (a store
+    of a day or an hour replaces rows they were merged from)."""
+    rows = db.fetchall(
+        "SELECT lo, hi FROM report_spans_trailing WHERE lo <= ? AND hi >= ?",
+        [last_hour, first_hour],
+    )
+    drop(db, [(int(lo), int(hi)) for lo, hi in rows])
+
+
+def link(db: Db, left: Span, right: Span) -> bool:
+    """Build the span from `left`'s first hour to `right`'s last from the two, if it is
+    missing, every unit of it is clean and both parts are there; return whether it did. An
+    aligned span so built is one as `build` makes it (a merge adds up the same in any order);
+    any other is a trailing span. Run it through `Storage.write`."""
+    span = (left[0], right[1])
+    if left[1] + 1 != right[0] or _is_unit(span):
+        return False
+    if db.dialect == "postgres":
+        db.execute("LOCK TABLE report_spans IN SHARE ROW EXCLUSIVE MODE")
+    if _built(db, span) or _dirty(db, span, hours=True) or _dirty(db, span, hours=False):
+        return False
+    if not all(_is_unit(part) or _built(db, part) for part in (left, right)):
+        return False
+    db.execute(*_merge(span, (left, right)))
+    db.execute(*_merge_names(span, (left, right)))
+    db.execute("INSERT INTO report_spans_built (lo, hi) VALUES (?, ?)", list(span))
+    if not is_aligned(span):
+        db.execute("INSERT INTO report_spans_trailing (lo, hi) VALUES (?, ?)", list(span))
+    return True
+
+
+def pieces(
+    first_hour: int, last_day: int, built: set[Span], dirty_days: set[int], dirty_hours: set[int]
+) -> list[Span] | None:
+    """What a report reads for the hours from `first_hour` to the end of `last_day`, in order:
+    the first day's hours from `first_hour` (aligned spans of them where built), then the days
+    (aligned spans of them where built); None while any of them is dirty."""
+    day = -(-first_hour // HOURS_PER_DAY)
+    if any(h in dirty_hours for h in range(first_hour, day * HOURS_PER_DAY)) or any(
+        d in dirty_days for d in range(day, last_day + 1)
+    ):
+        return None
+    out: list[Span] = []
+    for first, last, sizes, unit in (
+        (first_hour, day * HOURS_PER_DAY - 1, HOUR_SIZES, 1),
+        (day, last_day, DAY_SIZES, HOURS_PER_DAY),
+    ):
+        chosen = {
+            lo: (lo, hi) for lo, hi in cover(first, last, sizes, built, lambda _: False, unit=unit)
+        }
+        x = first * unit
+        while x <= last * unit + unit - 1 and first <= last:
+            piece = chosen.get(x, (x, x + unit - 1))
+            out.append(piece)
+            x = piece[1] + 1
+    return out
+
+
+async def build_trailing(storage: Storage, now_ns: int, *, hours_back: int = TRAILING_HOURS) -> int:
+    """Build the trailing span from `hours_back` hours before the hour of `now_ns` to the end of
+    yesterday (a report since then reads it for all of that), merging its pieces right to left
+    and keeping each step (the next hours' spans start with them); drop the trailing spans that
+    start before it or end elsewhere. Return how many were built."""
+    now_hour = now_ns // _NS_PER_HOUR
+    first_hour = now_hour - hours_back
+    last_day = now_hour // HOURS_PER_DAY - 1
+
+    def state(db: Db) -> tuple[set[Span], set[Span], set[int], set[int]]:
+        trailing = db.fetchall("SELECT lo, hi FROM report_spans_trailing")
+        built = db.fetchall("SELECT lo, hi FROM report_spans_built")
+        days = db.fetchall("SELECT day FROM report_dirty")
+        hours = db.fetchall("SELECT hour FROM report_dirty_hours")
+        return (
+            {(int(lo), int(hi)) for lo, hi in trailing},
+            {(int(lo), int(hi)) for lo, hi in built},
+            {int(day) for (day,) in days},
+            {int(hour) for (hour,) in hours},
+        )
+
+    trailing, built, dirty_days, dirty_hours = await storage.read(state)
+    end = (last_day + 1) * HOURS_PER_DAY - 1
+    stale = [span for span in trailing if span[1] != end or span[0] < first_hour]
+    if stale:
+        await storage.write(lambda db: drop(db, stale))
+    parts = (
+        pieces(first_hour, last_day, built, dirty_days, dirty_hours) if end > first_hour else None
+    )
+    if not parts:
+        return 0
+    count = 0
+    right = parts[-1]
+    for part in reversed(parts[:-1]):
+        span = (part[0], end)
+        if span not in built:
+            if not await storage.write(partial(link, left=part, right=right)):
+                return count  # a unit got dirty meanwhile: the next round
+            count += 1
+        right = span
+    return count
 
 
 async def build_all(storage: Storage, now_ns: int, *, pause: float = 0.0) -> int:
