@@ -1002,14 +1002,16 @@ def fortnight() -> list[list[AlertEvent]]:
 
 
 class _SqlSpy:
-    """A Db that keeps the SQL it runs."""
+    """A Db that keeps the SQL it runs, and the parameters of its fetches."""
 
     def __init__(self, db: Db) -> None:
         self.db, self.dialect = db, db.dialect
         self.statements: list[str] = []
+        self.params: list[object] = []
 
     def fetchall(self, sql: str, params: Sequence[object] = ()) -> list[Any]:
         self.statements.append(sql)
+        self.params += params
         return self.db.fetchall(sql, params)
 
     def fetchone(self, sql: str, params: Sequence[object] = ()) -> Any:
@@ -1019,6 +1021,23 @@ class _SqlSpy:
         return self.db.execute(sql, params)
 
 
+async def assert_window(
+    storage: Storage, rows: list[Stored], since: int | None, until: int | None
+) -> _SqlSpy:
+    """The window gives the legacy numbers and the plain summary; returns what it ran."""
+    query = ReportQuery(now=FORTNIGHT_NOW, since=since, until=until, min_flap=2, top=10)
+
+    def report(db: Db) -> tuple[Report, _SqlSpy]:
+        spy = _SqlSpy(db)
+        return build_report(spy, query), spy  # type: ignore[arg-type]
+
+    result, spy = await storage.read(report)
+    chosen = select(rows, None, None, since, until)
+    assert result.v1 == report_v1(v1_rows(chosen), min_flap=2, top=10), (since, until)
+    assert_summary(result, chosen, top=10, since=since, until=until, now=FORTNIGHT_NOW)
+    return spy
+
+
 async def assert_fortnight(storage: Storage) -> int:
     """Every window gives the legacy numbers and the plain summary; returns how many of the
     reports read spans."""
@@ -1026,17 +1045,8 @@ async def assert_fortnight(storage: Storage) -> int:
     spanned = 0
     for since in FORTNIGHT_WINDOWS:
         for until in FORTNIGHT_WINDOWS:
-            query = ReportQuery(now=FORTNIGHT_NOW, since=since, until=until, min_flap=2, top=10)
-
-            def report(db: Db, query: ReportQuery = query) -> tuple[Report, list[str]]:
-                spy = _SqlSpy(db)
-                return build_report(spy, query), spy.statements  # type: ignore[arg-type]
-
-            result, statements = await storage.read(report)
-            chosen = select(rows, None, None, since, until)
-            assert result.v1 == report_v1(v1_rows(chosen), min_flap=2, top=10), (since, until)
-            assert_summary(result, chosen, top=10, since=since, until=until, now=FORTNIGHT_NOW)
-            spanned += any("(lo = ? AND hi = ?)" in sql for sql in statements)
+            spy = await assert_window(storage, rows, since, until)
+            spanned += any("(lo = ? AND hi = ?)" in sql for sql in spy.statements)
     for days in (3, 10):
         v2 = (await run(storage, now=FORTNIGHT_NOW, days=days, group_by="alertname")).v2
         assert v2 == expected_v2(rows, FORTNIGHT_NOW, days, "alertname"), days
@@ -1226,18 +1236,6 @@ async def test_v2_from_v1s_window_equals_its_own(storage: Storage) -> None:
     assert folded == 3 * 3 * 4 * 2  # the windows within an hour of each other at both ends
 
 
-class _ParamSpy(_SqlSpy):
-    """A Db that keeps the parameters of the statements it runs too."""
-
-    def __init__(self, db: Db) -> None:
-        super().__init__(db)
-        self.params: list[object] = []
-
-    def fetchall(self, sql: str, params: Sequence[object] = ()) -> list[Any]:
-        self.params += params
-        return super().fetchall(sql, params)
-
-
 async def trailing_spans(storage: Storage) -> list[tuple[int, int]]:
     rows = await storage.read(lambda db: db.fetchall("SELECT lo, hi FROM report_spans_trailing"))
     return sorted((int(lo), int(hi)) for lo, hi in rows)
@@ -1259,19 +1257,9 @@ async def test_trailing_spans_serve_a_report_since_any_hour_and_keep_the_legacy_
         """The legacy numbers for windows from `first_hour`; how many read a trailing span."""
         read_it = 0
         for until in (None, T0 + 12 * DAY + 3 * HOUR, T0 + 15 * DAY):
-            since = first_hour * HOUR
-            query = ReportQuery(now=FORTNIGHT_NOW, since=since, until=until, min_flap=2, top=10)
-
-            def report(db: Db, query: ReportQuery = query) -> tuple[Report, list[object]]:
-                spy = _ParamSpy(db)
-                return build_report(spy, query), spy.params  # type: ignore[arg-type]
-
-            result, params = await storage.read(report)
-            chosen = select(rows, None, None, since, until)
-            assert result.v1 == report_v1(v1_rows(chosen), min_flap=2, top=10), (since, until)
-            assert_summary(result, chosen, top=10, since=since, until=until, now=FORTNIGHT_NOW)
+            spy = await assert_window(storage, rows, first_hour * HOUR, until)
+            pairs = set(itertools.pairwise(spy.params))
             trailing = await trailing_spans(storage)
-            pairs = set(itertools.pairwise(params))
             read_it += any(lo == first_hour and (lo, hi) in pairs for lo, hi in trailing)
         return read_it
 
