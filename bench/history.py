@@ -146,8 +146,9 @@ class BackendRun:
     peak_rss_kb: int
     startup_s: float
     returncode: int | None
-    #: the report statement's ms (median) by the hour of day of `since` (`time_report_hours`)
-    report_by_hour: dict[int, float] | None = None
+    #: the report's ms (median) by the hour of day of `since`, without ("pieces") and with
+    #: ("trailing") the trailing span of its window (`time_report_hours`)
+    report_by_hour: dict[str, dict[int, float]] | None = None
 
 
 @dataclass
@@ -422,7 +423,7 @@ def time_statements(rows: list[Row], loaded: Loaded) -> None:
         conn.close()
 
 
-def time_report_hours(loaded: Loaded, repeats: int = 3) -> dict[int, float] | None:
+def time_report_hours(loaded: Loaded, repeats: int = 3) -> dict[str, dict[int, float]] | None:
     """The report row's work by the hour of day of its `since` (service stopped).
 
     The report row asks for the 7 days before the start of the hour it runs in, so its cost
@@ -443,11 +444,19 @@ def time_report_hours(loaded: Loaded, repeats: int = 3) -> dict[int, float] | No
     if done.returncode != 0:
         print(f"  ! report by hour not timed: {done.stderr.strip()[-500:]}", flush=True)
         return None
-    return {int(h): ms for h, ms in json.loads(done.stdout).items()}
+    return {
+        kind: {int(h): ms for h, ms in by_hour.items()}
+        for kind, by_hour in json.loads(done.stdout).items()
+    }
 
 
 def _report_hours(backend: str, url: str, repeats: str) -> None:
-    """`time_report_hours` in its own interpreter: prints {hour: ms} as JSON."""
+    """`time_report_hours` in its own interpreter: prints {"pieces": {hour: ms}, "trailing":
+    {hour: ms}} as JSON: the report since each hour as the aligned spans leave it (no trailing
+    span), then with the trailing span the rollup keeps for that hour's window."""
+    import trio
+
+    from alert_history.storage import open_storage, report_spans
     from alert_history.storage.executor import PostgresDb, SqliteDb
     from alert_history.storage.report import ReportQuery, build_report
 
@@ -465,17 +474,32 @@ def _report_hours(backend: str, url: str, repeats: str) -> None:
     else:
         conn = psycopg.connect(url, autocommit=True, options="-c jit=off")
         db = PostgresDb(conn)
-    try:
-        by_hour = {
-            h: _timed(
-                partial(build_report, db, ReportQuery(now=now, since=base + h * hour, days=7)),
-                int(repeats),
+
+    def timed(h: int) -> float:
+        query = ReportQuery(now=now, since=base + h * hour, days=7)
+        return _timed(partial(build_report, db, query), int(repeats))
+
+    async def sweep() -> dict[str, dict[int, float]]:
+        storage = await open_storage(url)
+        try:
+            trailing = db.fetchall("SELECT lo, hi FROM report_spans_trailing")
+            await storage.write(
+                lambda w: report_spans.drop(w, [(int(lo), int(hi)) for lo, hi in trailing])
             )
-            for h in range(24)
-        }
+            pieces = {h: timed(h) for h in range(24)}
+            with_span: dict[int, float] = {}
+            for h in reversed(range(24)):  # each hour's span starts with the next hour's
+                back = now // hour - (base // hour + h)
+                await report_spans.build_trailing(storage, now, hours_back=back)
+                with_span[h] = timed(h)
+            return {"pieces": pieces, "trailing": dict(sorted(with_span.items()))}
+        finally:
+            await storage.aclose()
+
+    try:
+        print(json.dumps(trio.run(sweep)))
     finally:
         conn.close()
-    print(json.dumps(by_hour))
 
 
 # -- one backend ------------------------------------------------------------------------------
@@ -885,32 +909,45 @@ def _by_hour(res: HistoryResults) -> list[str]:
     lines = [
         "",
         "The report row's `since` is 7 days before the start of the hour it runs in, so its "
-        "work depends on the hour of day: `since` at midnight reads whole days from the "
-        "rollup, at 01:00 the first day's 23 hours from hourly spans plus the episodes that "
-        "cross their hours. `build_report` (the service's code on one connection, the "
-        "service stopped; no HTTP) for `since` at each hour of the day 7 days ago, median of 3, "
-        "ms:",
+        "work depends on the hour of day. With the aligned spans alone (*pieces*) a `since` at "
+        "midnight reads whole days, one at 01:00 its first day's 23 hours as five spans of "
+        "hours. The rollup actor keeps a trailing span from the current window's first hour "
+        "to the end of yesterday (*trailing*: what the wrk row reads). `build_report` (the "
+        "service's code on one connection, the service stopped; no HTTP) for `since` at each "
+        "hour of the day 7 days ago, first with no trailing span, then with each hour's, "
+        "median of 3, ms:",
         "",
     ]
-    table = [
-        [f"{h:02d}:00"] + [_ms((r.report_by_hour or {}).get(h)) for r in runs] for h in range(24)
-    ]
-    lines += _table(["since at", *[r.loaded.backend for r in runs]], table, "l" + "r" * len(runs))
+    header = ["since at"]
+    for r in runs:
+        header += [f"{r.loaded.backend} pieces", f"{r.loaded.backend} trailing"]
+    table = []
+    for h in range(24):
+        line = [f"{h:02d}:00"]
+        for r in runs:
+            by_kind = r.report_by_hour or {}
+            line += [_ms(by_kind.get(kind, {}).get(h)) for kind in ("pieces", "trailing")]
+        table.append(line)
+    lines += _table(header, table, "l" + "r" * (len(header) - 1))
     lines.append("")
     for r in runs:
-        by_hour = r.report_by_hour or {}
-        slow, fast = max(by_hour, key=by_hour.__getitem__), min(by_hour, key=by_hour.__getitem__)
         wrk_row = next((row for row in r.rows if row.query.key == "report-7d"), None)
         asked = _since_hour(wrk_row.path) if wrk_row else None
-        lines.append(
-            f"- {r.loaded.backend}: slowest {by_hour[slow]:,.1f} ms (since at {slow:02d}:00), "
-            f"fastest {by_hour[fast]:,.1f} ms ({fast:02d}:00): ×{by_hour[slow] / by_hour[fast]:.2f}"
-            + (
-                f"; the wrk row above asked since {asked:02d}:00"
-                f" ({_ms(by_hour.get(asked))} ms here)"
-                if asked is not None
-                else ""
+        parts = []
+        for kind in ("pieces", "trailing"):
+            by_hour = (r.report_by_hour or {}).get(kind) or {}
+            if not by_hour:
+                continue
+            slow = max(by_hour, key=by_hour.__getitem__)
+            fast = min(by_hour, key=by_hour.__getitem__)
+            parts.append(
+                f"{kind} {by_hour[fast]:,.1f}–{by_hour[slow]:,.1f} ms (median "
+                f"{median(by_hour.values()):,.1f}; slowest since {slow:02d}:00)"
             )
+        lines.append(
+            f"- {r.loaded.backend}: "
+            + "; ".join(parts)
+            + (f"; the wrk row above asked since {asked:02d}:00" if asked is not None else "")
             + "."
         )
     return lines
