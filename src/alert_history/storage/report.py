@@ -439,8 +439,9 @@ class _Split:
             lo, hi = span
             if lo != start or spans.is_aligned(span) or (best is not None and hi <= best[1]):
                 continue
-            last = (hi + 1) // spans.HOURS_PER_DAY - 1
-            if (self.last_day is not None and last > self.last_day) or (hi + 1) % 24:
+            last, cut = divmod(hi + 1, spans.HOURS_PER_DAY)
+            last -= 1
+            if cut or (self.last_day is not None and last > self.last_day):
                 continue
             if any(h in units.hours for h in range(lo, day_start)) or any(
                 d in units.days for d in range(self.first_day, last + 1)

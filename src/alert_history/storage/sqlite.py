@@ -50,6 +50,7 @@ from alert_history.storage.sql import (
     history_filters,
     inserted_events,
     newest_classifications,
+    one_row,
     page_matching,
     row_to_classification,
     row_to_event,
@@ -418,15 +419,10 @@ def _history_sync(conn: sqlite3.Connection, q: HistoryQuery) -> HistoryPage:
     if q.before_id is not None:
         filters += " AND id < ?"
         args.append(q.before_id)
-    # the page as one row (see alert_states in storage/timeline.py): each of 100 rows would take
-    # the GIL back from the event loop's thread
     page = page_matching(_EVENT_COLUMNS, filters, q, "?")
-    (packed,) = conn.execute(
-        f"SELECT json_group_array(json_array({_EVENT_NAMES})) FROM ({page})",
-        [*args, q.limit + 1, q.offset],
-    ).fetchone()
+    (packed,) = conn.execute(one_row(page, _EVENT_NAMES), [*args, q.limit + 1, q.offset]).fetchone()
     rows = _decode_rows(packed)
-    rows.sort(key=_ID, reverse=True)  # newest first, as the page; an aggregate keeps no order
+    rows.sort(key=_ID, reverse=True)  # newest first, as the page
     events = [row_to_event(row) for row in rows[: q.limit]]
     next_id = events[-1].id if len(rows) > q.limit else None
     return HistoryPage(events, min(total, q.count_limit), next_id, total > q.count_limit)

@@ -9,7 +9,7 @@ import msgspec
 
 from alert_history.domain.episodes import StateChange
 from alert_history.storage.executor import Db
-from alert_history.storage.sql import decode_map
+from alert_history.storage.sql import decode_map, one_row
 
 MAX_CHANGES = 10_000  # a timeline shows at most this many of the newest state changes
 
@@ -25,13 +25,9 @@ class AlertStates(NamedTuple):
 def alert_states(db: Db, fingerprint: str) -> AlertStates | None:
     """The newest state changes of `fingerprint` and the labels of the newest; None if none."""
     if db.dialect == "sqlite":
-        # one row holding them all: Python's sqlite3 lets go of the GIL around every row's step,
-        # and each row then waits to take it back from the event loop's thread. A busy alert's
-        # hundreds of rows took 80 ms that way while the loop was busy, one row 12 ms.
-        row = db.fetchone(f"SELECT json_group_array(json_array({_COLUMNS})) FROM ({_NEWEST})",
-                          [fingerprint, MAX_CHANGES])  # fmt: skip
+        row = db.fetchone(one_row(_NEWEST, _COLUMNS), [fingerprint, MAX_CHANGES])
         rows = _decode_rows(row[0]) if row is not None else []
-        rows.sort(key=_RECEIVED)  # an aggregate's order is not the query's
+        rows.sort(key=_RECEIVED)
     else:
         rows = db.fetchall(_NEWEST, [fingerprint, MAX_CHANGES])
         rows.reverse()
